@@ -1,0 +1,26 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in clex, each variant naming the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid GGUF: {0}")]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("CLEX: {0}")]
+    Clex(String),
+    #[error("context: {0}")]
+    Context(String),
+    #[error("ggml: {0}")]
+    Ggml(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

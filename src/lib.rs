@@ -1,0 +1,19 @@
+//! clex: a LLaMA-family GGUF runtime on ggml with CLEX (Continuous Length EXtrapolation).
+//!
+//! Module map: [`gguf`] reads and writes model files; [`tokenizer`] turns text into
+//! tokens exactly as llama.cpp does; [`clex`] solves the CLEX ODE into a frequency
+//! table; [`rope`] turns a RoPE-scaling choice into ggml rope parameters; [`model`]
+//! builds the LLaMA graph on ggml; [`kv`] owns the KV cache; [`session`] runs prompts
+//! and generation; [`sample`] picks tokens; [`chat`] renders chat templates.
+#![forbid(unsafe_code)]
+
+pub mod chat;
+pub mod clex;
+pub mod error;
+pub mod gguf;
+pub mod logprob;
+pub mod rope;
+pub mod sample;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
