@@ -3,5 +3,9 @@
 //! keep valid by hand.
 
 mod mmap;
+mod quant;
+mod types;
 
 pub use mmap::MappedFile;
+pub use quant::*;
+pub use types::{type_by_name, type_info, TypeInfo};

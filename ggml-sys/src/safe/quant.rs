@@ -1,0 +1,1 @@
+//! Quantization through ggml (being written).

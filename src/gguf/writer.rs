@@ -1,0 +1,2 @@
+//! GGUF writer (being written).
+pub struct GgufWriter;
