@@ -11,6 +11,4 @@ pub const GGML_ROPE_TYPE_NEOX: i32 = 2;
 pub const GGML_ROPE_TYPE_NORMAL: i32 = 0;
 /// `GGML_DEFAULT_GRAPH_SIZE` from ggml.h.
 pub const GGML_DEFAULT_GRAPH_SIZE: usize = 2048;
-/// `GGML_KQ_MASK_PAD` from ggml.h.
-pub const GGML_KQ_MASK_PAD: i64 = 64;
 pub mod safe;
