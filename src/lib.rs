@@ -11,9 +11,12 @@ pub mod chat;
 pub mod clex;
 pub mod error;
 pub mod gguf;
+pub mod kv;
 pub mod logprob;
+pub mod model;
 pub mod rope;
 pub mod sample;
+pub mod session;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -77,7 +77,7 @@ impl TensorInfo {
 /// Where the bytes of a file live.
 #[derive(Debug)]
 enum Backing {
-    Map(ggml_sys::safe::MappedFile),
+    Map(Arc<ggml_sys::safe::MappedFile>),
     Owned(Vec<u8>),
 }
 
@@ -111,7 +111,7 @@ impl GgufFile {
     /// Maps and parses the file at `path`.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
         let map = ggml_sys::safe::MappedFile::open(path).map_err(|e| GgufError::Io(format!("{}: {e}", path.display())))?;
-        Self::from_backing(Backing::Map(map))
+        Self::from_backing(Backing::Map(Arc::new(map)))
     }
 
     /// Parses a GGUF image held in memory.
@@ -157,6 +157,14 @@ impl GgufFile {
     pub fn tensors(&self) -> &[TensorInfo] {
         &self.inner.tensors
     }
+    /// The memory map behind the file, if it is mapped (for zero-copy binding).
+    pub fn mapped(&self) -> Option<Arc<ggml_sys::safe::MappedFile>> {
+        match &self.inner.backing {
+            Backing::Map(m) => Some(Arc::clone(m)),
+            Backing::Owned(_) => None,
+        }
+    }
+
     /// Whether the file's bytes are memory-mapped (as opposed to owned).
     pub fn is_mapped(&self) -> bool {
         matches!(self.inner.backing, Backing::Map(_))

@@ -33,3 +33,4 @@ pub fn test_file(rel: &str) -> Option<PathBuf> {
 pub fn qwen() -> Option<PathBuf> {
     test_file("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
 }
+pub mod oracle;

@@ -1,0 +1,275 @@
+//! A session: one sequence, its KV cache and the scheduler that runs the model on
+//! it. Prompts are evaluated in micro-batches; RoPE scaling that works in buckets
+//! (CLEX and its kin) is applied per bucket, re-rotating the cache on a change.
+
+use crate::kv::KvCache;
+use crate::model::{ForwardSpec, Model};
+mod plan;
+
+pub use plan::{RopePlan, RopeSettings};
+use crate::{Error, Result};
+use ggml_sys::safe::{Backend, Graph, RopeArgs, Sched};
+use std::sync::Arc;
+
+/// Which logits a forward returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (perplexity).
+    All,
+}
+
+/// How a session runs.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Context size in tokens (0: the model's training context).
+    pub n_ctx: usize,
+    /// Tokens per forward pass (llama.cpp's `-ub`).
+    pub n_ubatch: usize,
+    /// CPU threads.
+    pub n_threads: usize,
+    /// Flash attention.
+    pub flash_attn: bool,
+    /// K cache type (ggml type id).
+    pub type_k: u32,
+    /// V cache type (ggml type id).
+    pub type_v: u32,
+    /// RoPE scaling and CLEX policy.
+    pub rope: RopeSettings,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            n_ctx: 0,
+            n_ubatch: 512,
+            n_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4),
+            flash_attn: false,
+            type_k: ggml_sys::GGML_TYPE_F16,
+            type_v: ggml_sys::GGML_TYPE_F16,
+            rope: RopeSettings::default(),
+        }
+    }
+}
+
+/// The state of one conversation with a model.
+pub struct Session {
+    model: Arc<Model>,
+    opts: SessionOptions,
+    kv: KvCache,
+    sched: Sched,
+    rope: RopePlan,
+    /// Tokens in the cache, in order.
+    tokens: Vec<u32>,
+    /// Bucket whose basis the cached keys are in (0: none yet).
+    cur_bucket: u32,
+    /// Number of cache re-rotations done (bucket changes with a non-empty cache).
+    pub rerotations: usize,
+}
+
+const PAD: usize = 256;
+
+impl Session {
+    /// A new session on `model`.
+    pub fn new(model: Arc<Model>, mut opts: SessionOptions) -> Result<Self> {
+        let hp = &model.hparams;
+        if opts.n_ctx == 0 {
+            opts.n_ctx = hp.n_ctx_train;
+        }
+        if opts.n_ubatch == 0 {
+            return Err(Error::Other("batch size must be at least 1".into()));
+        }
+        let rope = RopePlan::new(&model, &opts.rope, opts.n_ctx).map_err(Error::Other)?;
+        opts.n_ubatch = opts.n_ubatch.min(opts.n_ctx);
+        let backend = Backend::cpu().map_err(Error::Ggml)?;
+        backend.set_threads(opts.n_threads);
+        let kv = KvCache::new(hp, opts.n_ctx, opts.type_k, opts.type_v, opts.flash_attn, &backend)?;
+        let graph_size = (model.n_tensors() * 8).max(2048);
+        let sched = Sched::new(vec![backend], graph_size).map_err(Error::Ggml)?;
+        let mut s = Self { model, opts, kv, sched, rope, tokens: Vec::new(), cur_bucket: 0, rerotations: 0 };
+        s.reserve()?;
+        Ok(s)
+    }
+
+    fn graph_size(&self) -> usize {
+        (self.model.n_tensors() * 8).max(2048)
+    }
+
+    /// Reserves compute memory for the largest batch over the full context.
+    fn reserve(&mut self) -> Result<()> {
+        let g = Graph::new(self.graph_size());
+        let spec = self.spec(self.opts.n_ubatch, 0, self.opts.n_ctx, None, self.rope.args(), true, 1.0);
+        let _ = self.model.build_forward(&self.kv, &g, &spec);
+        self.sched.reserve(&g).map_err(Error::Ggml)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spec(&self, n_tokens: usize, n_past: usize, n_kv: usize, out_rows: Option<usize>, rope: RopeArgs, ff: bool, q_scale: f32) -> ForwardSpec {
+        ForwardSpec { n_tokens, n_past, n_kv, out_rows, flash_attn: self.opts.flash_attn, q_scale, rope, has_freq_factors: ff }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+    /// The options in force (n_ctx resolved).
+    pub fn options(&self) -> &SessionOptions {
+        &self.opts
+    }
+    /// Tokens in the cache.
+    pub fn n_past(&self) -> usize {
+        self.tokens.len()
+    }
+    /// The tokens in the cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    /// Context size.
+    pub fn n_ctx(&self) -> usize {
+        self.opts.n_ctx
+    }
+    /// The RoPE plan (scaling kind, CLEX table).
+    pub fn rope(&self) -> &RopePlan {
+        &self.rope
+    }
+    /// The bucket the cache is in (1 = plain RoPE; 0 before the first token).
+    pub fn bucket(&self) -> u32 {
+        self.cur_bucket
+    }
+    /// KV cache bytes.
+    pub fn kv_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+
+    /// Forgets every token.
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+        self.cur_bucket = 0;
+        self.kv.clear();
+    }
+
+    /// Keeps only the first `n` tokens (the rest of the cache is masked out).
+    pub fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
+        if self.tokens.is_empty() {
+            self.cur_bucket = 0;
+        }
+    }
+
+    /// Evaluates `tokens` after those already in the cache and returns logits:
+    /// `n_vocab` values for [`Logits::Last`], `tokens.len() × n_vocab` for [`Logits::All`].
+    pub fn eval(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::Other("nothing to evaluate (empty token list)".into()));
+        }
+        let n_vocab = self.model.hparams.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::Other(format!("token id {bad} is outside the vocabulary ({n_vocab})")));
+        }
+        let total = self.tokens.len() + tokens.len();
+        if total > self.opts.n_ctx {
+            return Err(Error::Context(format!(
+                "{total} tokens do not fit in the context of {} ({} cached + {} new); raise -c",
+                self.opts.n_ctx,
+                self.tokens.len(),
+                tokens.len()
+            )));
+        }
+        // One bucket for the whole evaluation: the reference's t of the full length.
+        let bucket = self.rope.bucket(total).map_err(Error::Context)?;
+        if bucket != self.cur_bucket {
+            if !self.tokens.is_empty() {
+                self.rerotate(self.cur_bucket, bucket)?;
+            }
+            self.cur_bucket = bucket;
+        }
+        let ff = self.rope.freq_factors(bucket);
+        let mut out = Vec::with_capacity(if want == Logits::All { tokens.len() * n_vocab } else { n_vocab });
+        let n_chunks = tokens.len().div_ceil(self.opts.n_ubatch);
+        for (ci, chunk) in tokens.chunks(self.opts.n_ubatch).enumerate() {
+            let last_chunk = ci + 1 == n_chunks;
+            let rows = match want {
+                Logits::All => Some(chunk.len()),
+                Logits::Last if last_chunk => Some(1),
+                Logits::Last => None,
+            };
+            let logits = self.forward(chunk, rows, ff.as_deref(), total)?;
+            if let Some(l) = logits {
+                out.extend_from_slice(&l);
+            }
+            self.tokens.extend_from_slice(chunk);
+        }
+        Ok(out)
+    }
+
+    /// One forward pass of `chunk` at position `n_past`; returns the logits of the last
+    /// `rows` tokens (all when rows == chunk.len()), or none.
+    fn forward(&mut self, chunk: &[u32], rows: Option<usize>, ff: Option<&[f32]>, total: usize) -> Result<Option<Vec<f32>>> {
+        let n_past = self.tokens.len();
+        let nt = chunk.len();
+        let n_kv = (n_past + nt).div_ceil(PAD).saturating_mul(PAD).min(self.opts.n_ctx);
+        let want_rows = rows.unwrap_or(1);
+        // All rows: no selection needed.
+        let out_rows = if want_rows == nt { None } else { Some(want_rows) };
+        let q_scale = self.rope.q_scale(total);
+        let spec = self.spec(nt, n_past, n_kv, out_rows, self.rope.args(), ff.is_some(), q_scale);
+        let g = Graph::new(self.graph_size());
+        let inp = self.model.build_forward(&self.kv, &g, &spec);
+        self.sched.alloc(&g).map_err(Error::Ggml)?;
+
+        let toks: Vec<i32> = chunk.iter().map(|&t| t as i32).collect();
+        inp.tokens.set_i32(&toks);
+        let pos: Vec<i32> = (n_past..n_past + nt).map(|p| p as i32).collect();
+        inp.pos.set_i32(&pos);
+        if let (Some(t), Some(ff)) = (inp.freq_factors, ff) {
+            t.set_f32(ff);
+        }
+        if let Some(t) = inp.out_ids {
+            let ids: Vec<i32> = (nt - want_rows..nt).map(|i| i as i32).collect();
+            t.set_i32(&ids);
+        }
+        fill_mask(&inp.mask, n_past, nt, n_kv, self.opts.flash_attn);
+        self.sched.compute(&g).map_err(Error::Ggml)?;
+        if rows.is_none() {
+            return Ok(None);
+        }
+        let n_vocab = self.model.hparams.n_vocab;
+        let mut logits = vec![0f32; want_rows * n_vocab];
+        inp.logits.get_f32(0, &mut logits);
+        Ok(Some(logits))
+    }
+
+    /// Brings every cached key from bucket `from`'s basis to bucket `to`'s.
+    fn rerotate(&mut self, from: u32, to: u32) -> Result<()> {
+        let Some(delta) = self.rope.delta_factors(from, to) else { return Ok(()) };
+        let n = self.tokens.len();
+        let g = Graph::new(self.graph_size());
+        let inp = self.model.build_rerotate(&self.kv, &g, n, &self.rope.delta_args());
+        self.sched.alloc(&g).map_err(Error::Ggml)?;
+        let pos: Vec<i32> = (0..n as i32).collect();
+        inp.pos.set_i32(&pos);
+        inp.freq_factors.set_f32(&delta);
+        self.sched.compute(&g).map_err(Error::Ggml)?;
+        self.rerotations += 1;
+        Ok(())
+    }
+}
+
+fn fill_mask(mask: &ggml_sys::safe::Tensor<'_>, n_past: usize, nt: usize, n_kv: usize, f16: bool) {
+    // Row i (position n_past + i) sees cells 0..=n_past + i.
+    if f16 {
+        const NEG_INF: u16 = 0xFC00;
+        let mut m = vec![NEG_INF; n_kv * nt];
+        for i in 0..nt {
+            m[i * n_kv..i * n_kv + n_past + i + 1].fill(0);
+        }
+        mask.set_f16_bits(&m);
+    } else {
+        let mut m = vec![f32::NEG_INFINITY; n_kv * nt];
+        for i in 0..nt {
+            m[i * n_kv..i * n_kv + n_past + i + 1].fill(0.0);
+        }
+        mask.set_f32(&m);
+    }
+}
