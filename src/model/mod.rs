@@ -1,10 +1,12 @@
 //! A LLaMA-family model: hyper-parameters, weights bound zero-copy from the GGUF
 //! map, the tokenizer, and the graph that runs it.
 
+mod clex_gguf;
 mod graph;
 mod hparams;
 
 pub use graph::{BatchInputs, ForwardSpec};
+pub use clex_gguf::load_clex;
 pub use hparams::{Arch, HParams};
 
 use crate::gguf::GgufFile;
@@ -47,6 +49,8 @@ pub struct Model {
     pub(crate) w: Weights,
     /// The GGUF's own `rope_freqs.weight` (Llama 3.1 style), if any.
     pub rope_freqs: Option<Vec<f32>>,
+    /// The CLEX frequency table, for CLEX models.
+    pub clex: Option<crate::clex::ClexTable>,
 }
 
 impl std::fmt::Debug for Model {
@@ -137,9 +141,10 @@ impl Model {
                 )))
             }
         };
+        let clex = load_clex(&gguf, &hp)?;
         let Binder { mut store, placements, .. } = b;
         store.bind_mapped(map, &placements).map_err(Error::Model)?;
-        Ok(Self { hparams: hp, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs })
+        Ok(Self { hparams: hp, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs, clex })
     }
 
     /// The GGUF file the model came from.

@@ -6,7 +6,7 @@ use crate::kv::KvCache;
 use crate::model::{ForwardSpec, Model};
 mod plan;
 
-pub use plan::{RopePlan, RopeSettings};
+pub use plan::{BucketPolicy, RopePlan, RopeSettings};
 use crate::{Error, Result};
 use ggml_sys::safe::{Backend, Graph, RopeArgs, Sched};
 use std::sync::Arc;

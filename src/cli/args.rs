@@ -1,0 +1,161 @@
+//! Command-line flags, defined once. Names follow llama.cpp where the meaning is the same.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Run LLaMA-family GGUF models with CLEX long-context support.
+#[derive(Parser, Debug)]
+#[command(name = "clex-run", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a GGUF file's metadata, tensors and RoPE/CLEX settings.
+    Inspect(InspectArgs),
+}
+
+/// Model and runtime settings shared by every command that runs a model.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model file (GGUF).
+    #[arg(value_name = "MODEL")]
+    pub model_pos: Option<PathBuf>,
+    /// Model file (GGUF), as llama.cpp's -m.
+    #[arg(short = 'm', long = "model", value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Context size in tokens (0 = the model's training context).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: usize,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Logical batch size for prompt processing (kept for llama.cpp compatibility).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    pub batch_size: usize,
+    /// Physical batch size: tokens per forward pass.
+    #[arg(long = "ubatch-size", visible_alias = "ub", default_value_t = 512)]
+    pub ubatch_size: usize,
+    /// Flash attention: on, off or auto (auto = on).
+    #[arg(long = "flash-attn", visible_alias = "fa", default_value = "auto", value_parser = ["on", "off", "auto"])]
+    pub flash_attn: String,
+    /// K cache type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl.
+    #[arg(long = "cache-type-k", visible_alias = "ctk", default_value = "f16")]
+    pub cache_type_k: String,
+    /// V cache type (quantized types need flash attention).
+    #[arg(long = "cache-type-v", visible_alias = "ctv", default_value = "f16")]
+    pub cache_type_v: String,
+    /// Do not repack weights for faster CPU kernels (keeps every weight zero-copy).
+    #[arg(long = "no-repack", visible_alias = "nr")]
+    pub no_repack: bool,
+    #[command(flatten)]
+    pub rope: RopeArgs,
+}
+
+/// RoPE scaling and CLEX policy.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RopeArgs {
+    /// RoPE scaling: none, linear, yarn, dynamic-ntk, clex-ntk, clex (default: the model's).
+    #[arg(long = "rope-scaling", value_name = "KIND")]
+    pub rope_scaling: Option<String>,
+    /// RoPE base frequency (default: the model's).
+    #[arg(long = "rope-freq-base")]
+    pub rope_freq_base: Option<f32>,
+    /// RoPE frequency scale (linear/yarn: 1/factor).
+    #[arg(long = "rope-freq-scale")]
+    pub rope_freq_scale: Option<f32>,
+    /// Original context of the model for YaRN and the bucketed scalings (default: the model's).
+    #[arg(long = "yarn-orig-ctx")]
+    pub yarn_orig_ctx: Option<u32>,
+    /// YaRN extrapolation mix factor (-1 = default).
+    #[arg(long = "yarn-ext-factor", allow_negative_numbers = true)]
+    pub yarn_ext_factor: Option<f32>,
+    /// YaRN magnitude scale (-1 = default).
+    #[arg(long = "yarn-attn-factor", allow_negative_numbers = true)]
+    pub yarn_attn_factor: Option<f32>,
+    /// YaRN low correction dim.
+    #[arg(long = "yarn-beta-slow", allow_negative_numbers = true)]
+    pub yarn_beta_slow: Option<f32>,
+    /// YaRN high correction dim.
+    #[arg(long = "yarn-beta-fast", allow_negative_numbers = true)]
+    pub yarn_beta_fast: Option<f32>,
+    /// Beyond CLEX's hard limit L·T: refuse (default) or clamp the bucket to T.
+    #[arg(long = "clex-overflow", default_value = "refuse", value_parser = ["refuse", "clamp"])]
+    pub clex_overflow: String,
+    /// Fix the CLEX bucket t for the whole session.
+    #[arg(long = "clex-t")]
+    pub clex_t: Option<u32>,
+    /// Take the bucket from -c for the whole session (no re-rotation).
+    #[arg(long = "clex-from-ctx")]
+    pub clex_from_ctx: bool,
+}
+
+/// Sampling settings.
+#[derive(Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Temperature (0 = greedy).
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Top-k (0 = off).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: i32,
+    /// Top-p (1 = off).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repeat penalty (1 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the repeat penalty looks back over.
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// RNG seed (default: random).
+    #[arg(short = 's', long = "seed")]
+    pub seed: Option<u64>,
+}
+
+/// One-shot generation (the default command).
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sample: SampleArgs,
+    /// Prompt text.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Tokens to generate (-1 = until end of generation or the context is full).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Do not echo the prompt before the generated text.
+    #[arg(long = "no-display-prompt")]
+    pub no_display_prompt: bool,
+    /// Ignore end-of-generation tokens and keep going until -n.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+    /// More logging on stderr (and peak RSS at the end).
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+}
+
+/// `inspect` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct InspectArgs {
+    /// Model file (GGUF).
+    pub model: PathBuf,
+    /// List every tensor (default: a summary).
+    #[arg(long)]
+    pub tensors: bool,
+    /// Print array values in full.
+    #[arg(long)]
+    pub full: bool,
+}

@@ -1,0 +1,64 @@
+//! The `clex-run` command line: raw args → validated options → `run()`; errors →
+//! one line on stderr and an exit code.
+
+pub mod args;
+mod common;
+mod inspect;
+
+use args::{Cli, Command};
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    /// A usage error (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The model or another input file is invalid.
+    pub const BAD_INPUT: u8 = 3;
+    /// The context is too small / a limit was hit.
+    pub const CONTEXT: u8 = 4;
+    /// Any other runtime failure.
+    pub const FAILURE: u8 = 1;
+    /// Interrupted by Ctrl-C.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+fn code_for(e: &clex::Error) -> u8 {
+    match e {
+        clex::Error::Gguf(_) | clex::Error::Model(_) | clex::Error::Tokenizer(_) | clex::Error::Clex(_) => exit::BAD_INPUT,
+        clex::Error::Context(_) => exit::CONTEXT,
+        clex::Error::Io { .. } => exit::BAD_INPUT,
+        _ => exit::FAILURE,
+    }
+}
+
+/// Parses arguments, runs the command, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = cli.generate.verbose;
+    init_logging(verbose);
+    let result = match &cli.command {
+        Some(Command::Inspect(a)) => inspect::run(a),
+        None => Err(clex::Error::Other("generation is not available in this build yet".into())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clex-run: error: {e}");
+            ExitCode::from(code_for(&e))
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("CLEX_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    ggml_sys::safe::set_log_sink(|level, line| match level {
+        ggml_sys::safe::LogLevel::Error => tracing::error!(target: "ggml", "{line}"),
+        ggml_sys::safe::LogLevel::Warn => tracing::warn!(target: "ggml", "{line}"),
+        ggml_sys::safe::LogLevel::Info => tracing::debug!(target: "ggml", "{line}"),
+        ggml_sys::safe::LogLevel::Debug => tracing::trace!(target: "ggml", "{line}"),
+    });
+}
