@@ -244,7 +244,8 @@ impl Sampler {
         tok
     }
 
-    /// Keeps the candidates that survive top-k, top-p and min-p, sorted best first.
+    /// The candidates that survive top-k, top-p and min-p: best first when top-k or top-p
+    /// sorted them, else in id order (the draw does not care).
     fn candidates(&self, l: &[f32]) -> Vec<Cand> {
         let (top_p, min_p) = (self.cfg.top_p, self.cfg.min_p);
         let k = self.cfg.top_k;
@@ -381,7 +382,7 @@ mod tests {
             return (0..n).map(|_| u() * 16.0 - 8.0).collect();
         }
         let mut l: Vec<f32> = (0..n)
-            .map(|_| 2.0 * (-2.0 * u().ln()).sqrt() * (6.283 * u()).cos())
+            .map(|_| 2.0 * (-2.0 * u().ln()).sqrt() * (std::f32::consts::TAU * u()).cos())
             .collect();
         (0..12).for_each(|i| l[(u() * n as f32) as usize % n] = 12.0 + i as f32 * 0.5);
         l
