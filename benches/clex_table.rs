@@ -58,7 +58,8 @@ fn main() {
         .collect();
     ms.sort_by(f64::total_cmp);
     println!(
-        "clex_table d=128 T=64 p=1 time_dt={time_dt} ({} RK4 steps): median {:.2} ms (min {:.2}, max {:.2}) over {} runs",
+        "clex_table d=128 T=64 p=1 time_dt={time_dt} ({} RK4 steps): median {:.2} ms \
+         (min {:.2}, max {:.2}, {} runs)",
         (params.max_factor - 1) * params.steps_per_unit(),
         ms[ms.len() / 2],
         ms[0],

@@ -99,7 +99,7 @@ impl FromStr for RopeScaling {
             .into_iter()
             .find(|k| k.as_str() == norm)
             .ok_or_else(|| {
-                format!("unknown RoPE scaling {s:?} (expected none|linear|yarn|dynamic-ntk|clex-ntk|clex)")
+                format!("unknown RoPE scaling {s:?} (none|linear|yarn|dynamic-ntk|clex-ntk|clex)")
             })
     }
 }
@@ -205,8 +205,9 @@ pub struct RopeSetup {
 }
 
 /// The bucket t for a forward over `n_tokens` keys in total: `ceil(n/L)` (min 1) for bucketed
-/// kinds, 1 otherwise. Not clamped: for `clex` use [`ClexTable::bucket_for`], which applies
-/// the L·T limit.
+/// kinds, 1 otherwise. L is the model's original window ([`ModelRope::orig_ctx`]; for CLEX
+/// models `max_position_embeddings`). Not clamped: for `clex` use [`ClexTable::bucket_for`],
+/// which applies the L·T limit.
 pub fn bucket_for(scaling: RopeScaling, n_tokens: usize, orig_ctx: u32) -> u32 {
     if scaling.is_bucketed() {
         clex::bucket(n_tokens, orig_ctx)
