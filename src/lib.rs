@@ -9,11 +9,13 @@
 
 pub mod chat;
 pub mod clex;
+pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod kv;
 pub mod logprob;
 pub mod model;
+pub mod perplexity;
 pub mod rope;
 pub mod sample;
 pub mod session;

@@ -217,10 +217,10 @@ fn format_time_is_c_strftime() {
 #[test]
 fn tojson_is_python_json_dumps() {
     let src = r#"{{ {"b": [1, 2.5, none, true], "a": "x\"y\n<é>", "c": {}} | tojson }}|{{ [1e20, 0.0001, 1.0, []] | tojson(indent=2) }}|{{ {"z": 1, "a": [2]} | tojson(sort_keys=true, separators=[",", ":"]) }}|{{ "é" | tojson(ensure_ascii=true) }}"#;
-    // minijinja without its `preserve_order` feature iterates map keys sorted.
+    // With minijinja's `preserve_order`, maps keep insertion order, as Python dicts do.
     assert_eq!(
         render_one(src).unwrap(),
-        "{\"a\": \"x\\\"y\\n<é>\", \"b\": [1, 2.5, null, true], \"c\": {}}|[\n  1e+20,\n  0.0001,\n  1.0,\n  []\n]|{\"a\":[2],\"z\":1}|\"\\u00e9\""
+        "{\"b\": [1, 2.5, null, true], \"a\": \"x\\\"y\\n<é>\", \"c\": {}}|[\n  1e+20,\n  0.0001,\n  1.0,\n  []\n]|{\"a\":[2],\"z\":1}|\"\\u00e9\""
     );
 }
 

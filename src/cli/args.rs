@@ -17,6 +17,13 @@ pub struct Cli {
 pub enum Command {
     /// Print a GGUF file's metadata, tensors and RoPE/CLEX settings.
     Inspect(InspectArgs),
+    /// Perplexity over texts at several window lengths and RoPE scalings.
+    Perplexity(PerplexityArgs),
+    /// Convert a Hugging Face checkpoint (LLaMA/Mistral/Qwen2, CLEX included) to GGUF.
+    Convert(ConvertArgs),
+    /// Write a copy of a CLEX GGUF that stock llama.cpp runs with bucket N frozen.
+    #[command(name = "export-llamacpp")]
+    ExportLlamacpp(ExportArgs),
 }
 
 /// Model and runtime settings shared by every command that runs a model.
@@ -158,4 +165,70 @@ pub struct InspectArgs {
     /// Print array values in full.
     #[arg(long)]
     pub full: bool,
+}
+
+/// `perplexity` arguments. `-c` takes a list of window lengths and `--rope-scaling` a list
+/// of scalings; the other model flags mean what they mean everywhere.
+#[derive(Args, Debug, Clone)]
+#[command(mut_arg("ctx_size", |a| a.short(None).long("session-ctx-size").hide(true)))]
+#[command(mut_arg("rope_scaling", |a| a.help("RoPE scalings to compare, comma-separated: none, linear, yarn, dynamic-ntk, clex-ntk, clex (default: the model's)").value_name("KIND[,KIND…]")))]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Text file(s) to score; windows never cross files (repeat -f for more).
+    #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Window lengths in tokens, comma-separated (each is a context size).
+    #[arg(short = 'c', long = "ctx-size", value_name = "N[,N…]", value_delimiter = ',', default_value = "512")]
+    pub lengths: Vec<usize>,
+    /// At most this many windows per length (over all files), like llama-perplexity's --chunks.
+    #[arg(long = "chunks", value_name = "N")]
+    pub chunks: Option<usize>,
+    /// Score only the second half of each window, as llama-perplexity does.
+    #[arg(long = "llama-compat")]
+    pub llama_compat: bool,
+    /// Write the results as JSON to FILE (or to stdout instead of the table: --json or --json=-).
+    #[arg(long = "json", value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+    pub json: Option<PathBuf>,
+    /// Write the results as CSV to FILE (or to stdout instead of the table: --csv or --csv=-).
+    #[arg(long = "csv", value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+    pub csv: Option<PathBuf>,
+    /// Plot PPL against window length, one line per scaling (.png or .svg).
+    #[arg(long = "plot", value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Plot size in pixels, WIDTHxHEIGHT.
+    #[arg(long = "plot-size", value_name = "WxH", default_value = "1200x750")]
+    pub plot_size: String,
+    /// No progress bar.
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+}
+
+/// `convert` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct ConvertArgs {
+    /// Folder with config.json, *.safetensors and tokenizer.model or tokenizer.json.
+    pub hf_dir: PathBuf,
+    /// Output GGUF file.
+    #[arg(short = 'o', long = "outfile")]
+    pub out: PathBuf,
+    /// f32, f16, bf16, q8_0, q4_0, q4_k_m.
+    #[arg(long = "outtype", default_value = "f16")]
+    pub outtype: String,
+    /// Threads for quantization (0 = all).
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// `export-llamacpp` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// A CLEX GGUF.
+    pub input: PathBuf,
+    /// The bucket to freeze.
+    #[arg(long = "clex-t")]
+    pub clex_t: u32,
+    /// Output GGUF file.
+    #[arg(short = 'o', long = "outfile")]
+    pub out: PathBuf,
 }

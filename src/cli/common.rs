@@ -3,7 +3,7 @@
 use super::args::{ModelArgs, RopeArgs, SampleArgs};
 use clex::clex::Overflow;
 use clex::gguf::GgufFile;
-use clex::model::{load_clex, HParams, Model};
+use clex::model::{load_clex, HParams, Model, ModelOptions};
 use clex::rope::{RopeOverrides, RopeScaling};
 use clex::sample::SamplerConfig;
 use clex::session::{BucketPolicy, RopeSettings, SessionOptions};
@@ -86,7 +86,7 @@ pub fn sampler_config(s: &SampleArgs) -> SamplerConfig {
 /// Loads the model named by the flags.
 pub fn load_model(a: &ModelArgs) -> Result<Model> {
     let path = model_path(a)?;
-    Model::load(&path).map_err(|e| match e {
+    Model::load_with(&path, &ModelOptions { repack: !a.no_repack }).map_err(|e| match e {
         Error::Gguf(g) => Error::Other(format!("{}: invalid GGUF: {g}", path.display())),
         other => other,
     })

@@ -3,7 +3,10 @@
 
 pub mod args;
 mod common;
+mod convert;
+mod generate;
 mod inspect;
+mod perplexity;
 
 use args::{Cli, Command};
 use clap::Parser;
@@ -39,7 +42,15 @@ pub fn main() -> ExitCode {
     init_logging(verbose);
     let result = match &cli.command {
         Some(Command::Inspect(a)) => inspect::run(a),
-        None => Err(clex::Error::Other("generation is not available in this build yet".into())),
+        Some(Command::Perplexity(a)) => perplexity::run(a),
+        Some(Command::Convert(a)) => convert::run(a),
+        Some(Command::ExportLlamacpp(a)) => convert::export(a),
+        None => generate::run(&cli.generate).map_err(|e| {
+            if generate::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+                std::process::exit(exit::INTERRUPTED as i32);
+            }
+            e
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -217,6 +217,16 @@ pub(super) fn parse(b: &[u8]) -> Result<Parsed, GgufError> {
 
     let header_end = c.pos as u64;
     let data_offset = header_end.div_ceil(alignment) * alignment;
+    // Even 0-byte tensors have their data at data_offset + offset: the data section
+    // must start inside the file (or at its very end).
+    if !tensors.is_empty() && data_offset > b.len() as u64 {
+        return Err(GgufError::Truncated {
+            what: format!("padding before the data section (alignment {alignment})"),
+            at: header_end,
+            need: data_offset - header_end,
+            len: b.len() as u64,
+        });
+    }
     let data_len = (b.len() as u64).saturating_sub(data_offset);
     // Every tensor inside the data section, none overlapping another.
     let mut spans: Vec<(u64, u64, usize)> = tensors.iter().enumerate().map(|(i, t)| (t.offset, t.size, i)).collect();

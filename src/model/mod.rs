@@ -10,8 +10,9 @@ pub use clex_gguf::load_clex;
 pub use hparams::{Arch, HParams};
 
 use crate::gguf::GgufFile;
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
-use ggml_sys::safe::TensorStore;
+use ggml_sys::safe::{TensorStore, WeightUse};
 use std::path::Path;
 
 /// Indices of one layer's weights in the store.
@@ -44,6 +45,7 @@ pub(crate) struct Weights {
 /// A loaded model. `Send + Sync`: share it with `Arc` between sessions.
 pub struct Model {
     pub hparams: HParams,
+    pub tokenizer: Tokenizer,
     pub(crate) gguf: GgufFile,
     pub(crate) store: TensorStore,
     pub(crate) w: Weights,
@@ -59,16 +61,42 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// How a model is loaded.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    /// Put the weights that the CPU backend's extra buffer types accept (ggml's
+    /// repacked layouts for Q4_0/Q4_K/IQ4_NL/… matrix products, depending on the CPU)
+    /// into those buffers, as llama.cpp does by default: faster prompt evaluation and
+    /// the same numbers as llama.cpp, at the cost of copying those weights out of the
+    /// file map (their file pages are released again). `false`: every weight stays
+    /// zero-copy on the map and the plain kernels run.
+    pub repack: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self { repack: true }
+    }
+}
+
 /// Registers tensors of the file in the store, checking each shape.
 struct Binder<'a> {
     f: &'a GgufFile,
     store: TensorStore,
-    placements: Vec<(usize, usize)>,
+    /// Tensor index, byte offset in the file, how the graph uses it.
+    placements: Vec<(usize, usize, WeightUse)>,
 }
 
 impl Binder<'_> {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<usize> {
         self.opt(name, shape)?.ok_or_else(|| Error::Model(format!("missing tensor {name:?}")))
+    }
+
+    /// [`Binder::take`] for a weight used only as `mul_mat`'s first operand.
+    fn take_mm(&mut self, name: &str, shape: &[usize]) -> Result<usize> {
+        let i = self.take(name, shape)?;
+        self.placements.last_mut().expect("just added").2 = WeightUse::MulMat;
+        Ok(i)
     }
 
     fn opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<usize>> {
@@ -79,28 +107,51 @@ impl Binder<'_> {
         }
         let dims_i: Vec<i64> = t.dims.iter().map(|&d| d as i64).collect();
         let idx = self.store.add(name, t.ty.id, &dims_i);
-        self.placements.push((idx, (self.f.data_offset() + t.offset) as usize));
+        self.placements.push((idx, (self.f.data_offset() + t.offset) as usize, WeightUse::Other));
         Ok(Some(idx))
     }
 }
 
 impl Model {
-    /// Loads a GGUF model: parses and checks the header, binds every weight to the
-    /// memory-mapped file (no copy) and builds the tokenizer.
+    /// Loads a GGUF model: parses and checks the header, binds the weights to the
+    /// memory-mapped file (no copy, except the weights repacked for the CPU, see
+    /// [`ModelOptions::repack`]) and builds the tokenizer. Uses the default
+    /// [`ModelOptions`].
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, &ModelOptions::default())
+    }
+
+    /// [`Model::load`] with options.
+    pub fn load_with(path: &Path, opts: &ModelOptions) -> Result<Self> {
         let gguf = GgufFile::open(path)?;
-        Self::from_gguf(gguf)
+        Self::from_gguf_with(gguf, opts)
+    }
+
+    /// Builds a model from an opened (mapped) GGUF file, with the default options.
+    pub fn from_gguf(gguf: GgufFile) -> Result<Self> {
+        Self::from_gguf_with(gguf, &ModelOptions::default())
     }
 
     /// Builds a model from an opened (mapped) GGUF file.
-    pub fn from_gguf(gguf: GgufFile) -> Result<Self> {
+    pub fn from_gguf_with(gguf: GgufFile, opts: &ModelOptions) -> Result<Self> {
         let hp = HParams::from_gguf(&gguf)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf).map_err(Error::Tokenizer)?;
+        if tokenizer.n_vocab() != hp.n_vocab {
+            return Err(Error::Model(format!(
+                "vocabulary has {} tokens but token_embd.weight has {} rows",
+                tokenizer.n_vocab(),
+                hp.n_vocab
+            )));
+        }
         let map = gguf.mapped().ok_or_else(|| Error::Model("model file is not memory-mapped".into()))?;
         let mut b = Binder { f: &gguf, store: TensorStore::new(gguf.tensors().len() + 1), placements: Vec::new() };
         let (e, v, ff, kv, q) = (hp.n_embd, hp.n_vocab, hp.n_ff, hp.n_embd_kv(), hp.head_dim * hp.n_head);
         let tok_embd = b.take("token_embd.weight", &[e, v])?;
         let output_norm = b.take("output_norm.weight", &[e])?;
         let output = b.opt("output.weight", &[e, v])?;
+        if output.is_some() {
+            b.placements.last_mut().expect("just added").2 = WeightUse::MulMat;
+        }
         let biases = hp.arch == Arch::Qwen2;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for i in 0..hp.n_layer {
@@ -114,17 +165,17 @@ impl Model {
             };
             layers.push(LayerWeights {
                 attn_norm: b.take(&n("attn_norm.weight"), &[e])?,
-                wq: b.take(&n("attn_q.weight"), &[e, q])?,
-                wk: b.take(&n("attn_k.weight"), &[e, kv])?,
-                wv: b.take(&n("attn_v.weight"), &[e, kv])?,
+                wq: b.take_mm(&n("attn_q.weight"), &[e, q])?,
+                wk: b.take_mm(&n("attn_k.weight"), &[e, kv])?,
+                wv: b.take_mm(&n("attn_v.weight"), &[e, kv])?,
                 bq: bias(&mut b, "attn_q.bias", q)?,
                 bk: bias(&mut b, "attn_k.bias", kv)?,
                 bv: bias(&mut b, "attn_v.bias", kv)?,
-                wo: b.take(&n("attn_output.weight"), &[q, e])?,
+                wo: b.take_mm(&n("attn_output.weight"), &[q, e])?,
                 ffn_norm: b.take(&n("ffn_norm.weight"), &[e])?,
-                gate: b.take(&n("ffn_gate.weight"), &[e, ff])?,
-                up: b.take(&n("ffn_up.weight"), &[e, ff])?,
-                down: b.take(&n("ffn_down.weight"), &[ff, e])?,
+                gate: b.take_mm(&n("ffn_gate.weight"), &[e, ff])?,
+                up: b.take_mm(&n("ffn_up.weight"), &[e, ff])?,
+                down: b.take_mm(&n("ffn_down.weight"), &[ff, e])?,
             });
         }
         let rope_freqs = match gguf.tensor("rope_freqs.weight") {
@@ -143,8 +194,20 @@ impl Model {
         };
         let clex = load_clex(&gguf, &hp)?;
         let Binder { mut store, placements, .. } = b;
-        store.bind_mapped(map, &placements).map_err(Error::Model)?;
-        Ok(Self { hparams: hp, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs, clex })
+        if opts.repack {
+            let st = store.bind_mapped_repack(map, &placements).map_err(Error::Model)?;
+            tracing::debug!(
+                "repacked {} weights ({} bytes) into {:?}; released {} bytes of file pages",
+                st.tensors,
+                st.bytes,
+                st.buffer_types,
+                st.released_bytes
+            );
+        } else {
+            let plain: Vec<(usize, usize)> = placements.iter().map(|&(i, off, _)| (i, off)).collect();
+            store.bind_mapped(map, &plain).map_err(Error::Model)?;
+        }
+        Ok(Self { hparams: hp, tokenizer, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs, clex })
     }
 
     /// The GGUF file the model came from.

@@ -80,7 +80,7 @@ impl Session {
         if opts.n_ubatch == 0 {
             return Err(Error::Other("batch size must be at least 1".into()));
         }
-        let rope = RopePlan::new(&model, &opts.rope, opts.n_ctx).map_err(Error::Other)?;
+        let rope = RopePlan::new(&model, &opts.rope, opts.n_ctx).map_err(Error::Context)?;
         opts.n_ubatch = opts.n_ubatch.min(opts.n_ctx);
         let backend = Backend::cpu().map_err(Error::Ggml)?;
         backend.set_threads(opts.n_threads);
@@ -271,5 +271,11 @@ fn fill_mask(mask: &ggml_sys::safe::Tensor<'_>, n_past: usize, nt: usize, n_kv: 
             m[i * n_kv..i * n_kv + n_past + i + 1].fill(0.0);
         }
         mask.set_f32(&m);
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("n_ctx", &self.opts.n_ctx).field("n_past", &self.tokens.len()).field("bucket", &self.cur_bucket).finish_non_exhaustive()
     }
 }

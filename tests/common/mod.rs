@@ -34,3 +34,16 @@ pub fn qwen() -> Option<PathBuf> {
     test_file("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
 }
 pub mod oracle;
+
+/// A fresh path in the temp folder, unique to this process.
+pub fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clex-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Converts a Hugging Face folder to GGUF with our converter.
+pub fn convert_hf(hf: &std::path::Path, out: &std::path::Path, outtype: &str) {
+    let opts = clex::convert::ConvertOptions::new(hf, out, outtype.parse().unwrap());
+    clex::convert::convert(&opts).expect("conversion");
+}

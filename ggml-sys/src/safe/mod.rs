@@ -6,6 +6,7 @@ mod backend;
 mod log;
 mod mmap;
 mod quant;
+mod repack;
 mod tensor;
 mod types;
 
@@ -13,5 +14,6 @@ pub use backend::{device_count, devices, Backend, Buffer, DeviceInfo, DeviceKind
 pub use log::{set_log_sink, LogLevel};
 pub use mmap::MappedFile;
 pub use quant::*;
+pub use repack::{cpu_extra_buffer_types, RepackStats, WeightUse};
 pub use tensor::{row_size, Graph, RopeArgs, Tensor, TensorStore};
 pub use types::{type_by_name, type_info, TypeInfo};

@@ -2,6 +2,7 @@
 
 use super::backend::{Backend, Buffer};
 use super::mmap::MappedFile;
+use super::repack::{release_pages, ExtraBufts, RepackStats, WeightUse};
 use crate::*;
 use std::ffi::{c_void, CString};
 use std::marker::PhantomData;
@@ -189,14 +190,8 @@ impl TensorStore {
         }
         let buf = Buffer::from_host_bytes(map.as_ptr(), map.len())?;
         for &(i, off) in placements {
+            self.check_placement(&map, i, off)?;
             let t = self.get(i);
-            let end = off.checked_add(t.nbytes()).ok_or("offset overflow")?;
-            if end > map.len() {
-                return Err(format!("tensor #{i} data ({} bytes at {off}) ends past the file ({} bytes)", t.nbytes(), map.len()));
-            }
-            if t.is_allocated() {
-                return Err(format!("tensor #{i} bound twice"));
-            }
             // SAFETY: the address lies inside the buffer (checked); the buffer and the
             // map it points into are kept alive by `self`.
             let st = unsafe { ggml_backend_tensor_alloc(buf.raw(), t.raw(), (map.as_ptr() as *mut u8).add(off) as *mut c_void) };
@@ -206,6 +201,69 @@ impl TensorStore {
         }
         self.buffers.push(buf);
         self._maps.push(map);
+        Ok(())
+    }
+
+    /// Like [`TensorStore::bind_mapped`], but does what llama.cpp does on the CPU by
+    /// default: each tensor marked [`WeightUse::MulMat`] that one of the CPU backend's
+    /// extra buffer types accepts (ggml's repacked layouts, chosen per tensor with a
+    /// probe `mul_mat` and the device's `supports_op`, first type wins) is allocated
+    /// in that buffer type and written from the map, which repacks it; every other
+    /// tensor is bound zero-copy to the map. The file pages of the copied tensors are
+    /// then handed back to the kernel (see [`RepackStats::released_bytes`]).
+    pub fn bind_mapped_repack(
+        &mut self,
+        map: Arc<MappedFile>,
+        placements: &[(usize, usize, WeightUse)],
+    ) -> Result<RepackStats, String> {
+        for &(i, off, _) in placements {
+            self.check_placement(&map, i, off)?;
+        }
+        let extra = ExtraBufts::cpu();
+        let mut groups: Vec<Vec<(usize, usize)>> = vec![Vec::new(); extra.len()];
+        let mut plain = Vec::new();
+        for &(i, off, usage) in placements {
+            match extra.for_weight(self.get(i), usage) {
+                Some(b) => groups[b].push((i, off)),
+                None => plain.push((i, off)),
+            }
+        }
+        self.bind_mapped(map.clone(), &plain)?;
+        let mut stats = RepackStats::default();
+        let mut ranges = Vec::new();
+        for (b, group) in groups.iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let list: Vec<(Tensor<'_>, usize)> = group.iter().map(|&(i, off)| (self.get(i), off)).collect();
+            let buf = extra.alloc_upload(b, &map, &list)?;
+            ranges.extend(list.iter().map(|&(t, off)| (off, off + t.nbytes())));
+            stats.tensors += group.len();
+            stats.bytes += buf.size();
+            stats.buffer_types.push((extra.name(b), group.len()));
+            self.buffers.push(buf);
+        }
+        if stats.tensors > 0 {
+            // Each tensor's pages went back as it was copied; this pass (over merged
+            // ranges) also catches the pages that adjacent copied tensors share.
+            stats.released_bytes = release_pages(&map, &ranges);
+            self._maps.push(map);
+        }
+        Ok(stats)
+    }
+
+    fn check_placement(&self, map: &MappedFile, i: usize, off: usize) -> Result<(), String> {
+        if i >= self.tensors.len() {
+            return Err(format!("no tensor #{i}"));
+        }
+        let t = self.get(i);
+        let end = off.checked_add(t.nbytes()).ok_or("offset overflow")?;
+        if end > map.len() {
+            return Err(format!("tensor #{i} data ({} bytes at {off}) ends past the file ({} bytes)", t.nbytes(), map.len()));
+        }
+        if t.is_allocated() {
+            return Err(format!("tensor #{i} bound twice"));
+        }
         Ok(())
     }
 
