@@ -9,7 +9,7 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("invalid GGUF: {0}")]
     Gguf(#[from] crate::gguf::GgufError),
-    #[error("model: {0}")]
+    #[error("{0}")]
     Model(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),

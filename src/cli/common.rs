@@ -87,7 +87,7 @@ pub fn sampler_config(s: &SampleArgs) -> SamplerConfig {
 pub fn load_model(a: &ModelArgs) -> Result<Model> {
     let path = model_path(a)?;
     Model::load_with(&path, &ModelOptions { repack: !a.no_repack }).map_err(|e| match e {
-        Error::Gguf(g) => Error::Other(format!("{}: invalid GGUF: {g}", path.display())),
+        Error::Gguf(g) => Error::Model(format!("{}: invalid GGUF: {g}", path.display())),
         other => other,
     })
 }
