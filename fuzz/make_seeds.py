@@ -5,7 +5,8 @@
 
 Seeds:
   * every file of tests/bad_inputs/ (small models cut from the real llama-2 fixture and
-    hand-built malformed headers), regenerated first by its make.py;
+    hand-built malformed headers), regenerated first by its make.py, except the known
+    bugs (MANIFEST status xfail), which would stop the fuzzer at once;
   * a Qwen2-shaped variant of the small model (biases), for the loader's other branch;
   * each real GGUF found (the llama-2 fixture, llama.cpp's vocab files and the Qwen2.5
     Q4_K_M model of the fetched test data): a "shrunk" valid copy (every array cut to 8
@@ -93,9 +94,12 @@ def main():
     make.main()  # regenerate tests/bad_inputs
     sys.argv = argv
     bad = os.path.join(ROOT, "tests", "bad_inputs")
+    # Known bugs (status xfail) would stop the fuzzer at once: leave them out.
+    rows = [l.split("\t") for l in open(os.path.join(bad, "MANIFEST.tsv")).read().splitlines()[1:]]
+    known = {r[0] for r in rows if r[4] == "xfail"}
     n = 0
     for f in sorted(os.listdir(bad)):
-        if f.endswith(".gguf"):
+        if f.endswith(".gguf") and f not in known:
             shutil.copy(os.path.join(bad, f), os.path.join(out, f))
             n += 1
     with open(os.path.join(out, "ok_small_qwen2.gguf"), "wb") as fh:
