@@ -83,8 +83,8 @@ impl ClexParams {
         } else if self.max_factor < 1 || self.param_factor < 1 || self.orig_ctx < 1 {
             let (t, p, l) = (self.max_factor, self.param_factor, self.orig_ctx);
             format!("max_factor T, param_factor p and orig_ctx L must be >= 1, got {t}, {p}, {l}")
-        } else if !(h.is_finite() && h > 0.0 && h <= 1.0) {
-            format!("time_dt must be in (0, 1], got {h}")
+        } else if !(h.is_finite() && h >= 1e-4 && h <= 1.0) {
+            format!("time_dt must be in [1e-4, 1], got {h}")
         } else if !(b.is_finite() && b > 1.0) {
             format!("ntk_base must be finite and > 1, got {b}")
         } else {

@@ -45,6 +45,7 @@ fn model_class(e: &clex::Error) -> (String, String) {
         clex::Error::Gguf(g) => (gguf_class(g), g.to_string()),
         clex::Error::Model(m) => ("Model".into(), m.clone()),
         clex::Error::Clex(m) => ("Clex".into(), m.clone()),
+        clex::Error::Tokenizer(m) => ("Tokenizer".into(), m.clone()),
         other => (variant(&format!("{other:?}")), other.to_string()),
     }
 }

@@ -86,7 +86,8 @@ impl HParams {
             return Err(Error::Model(format!("implausible shape: {n_layer} layers, {n_embd} embedding, {n_head} heads")));
         }
         let head_dim = match u("attention.key_length")? {
-            Some(d) => d,
+            Some(d) if (1..=4096).contains(&d) && d % 2 == 0 => d,
+            Some(d) => return Err(Error::Model(format!("attention.key_length {d} is not an even number in 2..=4096"))),
             None if n_embd % n_head == 0 => n_embd / n_head,
             None => return Err(Error::Model(format!("embedding_length {n_embd} is not a multiple of head_count {n_head}"))),
         };

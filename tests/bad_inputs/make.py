@@ -12,9 +12,9 @@ header-level cases are small hand-built GGUFs (mostly without tensors).
 
 MANIFEST.tsv columns: file, what is wrong, expected class, message substring, status.
 The class is the `GgufError` variant that `GgufFile::open` returns, or, for files the
-reader accepts, the outcome of `Model::load`: `Model`, `Clex`, a `GgufError` variant
-that `Model::load` returns wrapped in `Error::Gguf` (typed getters), or `Ok` for the
-control files. status is `ok`, or `xfail` for a known bug that tests/bad_inputs.rs
+reader accepts, the outcome of `Model::load`: `Model`, `Clex`, `Tokenizer`, a
+`GgufError` variant that `Model::load` returns wrapped in `Error::Gguf` (typed getters),
+or `Ok` for the control files. status is `ok`, or `xfail` for a known bug that tests/bad_inputs.rs
 reports without failing (see docs/RELIABILITY.md).
 """
 
@@ -572,7 +572,35 @@ def make_cases(fx):
     # builds, so the tensor shapes match and the model loads with head_dim 2^63 + 4 (a
     # debug build panics on the multiplication instead). See docs/RELIABILITY.md.
     case("model_key_length_wraps.gguf", variant(kvset("llama.attention.key_length", U64, (1 << 63) + 4)),
-         "attention.key_length 2^63+4 (head_dim x head_count wraps to 8)", "Model", "key_length", "xfail")
+         "attention.key_length 2^63+4 (head_dim x head_count wraps to 8)", "Model", "key_length", "ok")
+
+    # --- tokenizer (built by Model::load from the tokenizer.ggml.* metadata)
+    def cut_array(key, n):
+        def f(g):
+            k = g.kv(key)
+            et, vals = k.value
+            k.value = (et, vals[:n])
+        return f
+
+    case("tok_vocab_15.gguf", variant(cut_array("tokenizer.ggml.tokens", VOCAB - 1)),
+         f"{VOCAB - 1} tokens for {VOCAB} embedding rows", "Model",
+         f"vocabulary has {VOCAB - 1} tokens but token_embd.weight has {VOCAB} rows")
+    case("tok_scores_short.gguf", variant(cut_array("tokenizer.ggml.scores", 8)),
+         "8 scores for 16 tokens", "Tokenizer", "bad tokenizer.ggml.scores")
+    case("tok_type_short.gguf", variant(cut_array("tokenizer.ggml.token_type", 3)),
+         "3 token types for 16 tokens", "Tokenizer", "bad tokenizer.ggml.token_type")
+    case("tok_no_tokens.gguf", variant(lambda g: g.drop("tokenizer.ggml.tokens")),
+         "no tokenizer.ggml.tokens", "Tokenizer", "cannot find tokenizer vocab (tokenizer.ggml.tokens)")
+    case("tok_tokens_u32.gguf", variant(kvset("tokenizer.ggml.tokens", ARR, (U32, list(range(VOCAB))))),
+         "tokenizer.ggml.tokens is an array of u32", "Tokenizer", "cannot find tokenizer vocab")
+    case("tok_model_unknown.gguf", variant(kvset("tokenizer.ggml.model", STR, "sentencepiece")),
+         "tokenizer.ggml.model = sentencepiece", "Tokenizer", 'unknown tokenizer: "sentencepiece"')
+    case("tok_no_model.gguf", variant(lambda g: g.drop("tokenizer.ggml.model")),
+         "no tokenizer.ggml.model", "Tokenizer", "no tokenizer.ggml.model")
+    case("tok_bos_id_string.gguf", variant(kvset("tokenizer.ggml.bos_token_id", STR, "1")),
+         "bos_token_id is a string", "Tokenizer", 'metadata "tokenizer.ggml.bos_token_id": expected an integer, found string')
+    case("ok_bos_id_out_of_range.gguf", variant(kvset("tokenizer.ggml.bos_token_id", U64, 1 << 40)),
+         "control: bos_token_id 2^40 (out of range ids are ignored, as in llama.cpp)", "Ok", "")
 
     # --- CLEX (docs/gguf-clex.md)
     def cvar(f):
@@ -608,13 +636,13 @@ def make_cases(fx):
          "no rope.scaling.original_context_length", "Clex",
          'missing metadata key "llama.rope.scaling.original_context_length"')
     case("clex_time_dt_0.gguf", cvar(kvset("llama.rope.clex.time_dt", F32, 0.0)),
-         "clex.time_dt = 0", "Clex", "time_dt must be in (0, 1], got 0")
+         "clex.time_dt = 0", "Clex", "time_dt must be in [1e-4, 1], got 0")
     # time_dt is only checked to be in (0, 1]: 1e-30 makes round(1/h) saturate to 2^32-1
     # RK4 steps per unit of t, times T-1 = 4095 units: a load that never ends. See
     # docs/RELIABILITY.md.
     case("clex_time_dt_tiny.gguf",
          cvar(lambda g: (g.set("llama.rope.clex.time_dt", F32, 1e-30), g.set("llama.rope.clex.max_factor", U32, 4096))),
-         "clex.time_dt = 1e-30, max_factor 4096 (2^32 RK4 steps per unit of t)", "Clex", "time_dt", "xfail")
+         "clex.time_dt = 1e-30, max_factor 4096 (2^32 RK4 steps per unit of t)", "Clex", "time_dt", "ok")
     case("clex_log_scale_byte_2.gguf", cvar(kvset("llama.rope.clex.log_scale", BOOL, 2)),
          "clex.log_scale bool byte 2", "BadKey", 'metadata "llama.rope.clex.log_scale": bool byte 2 is neither 0 nor 1')
     case("clex_act_number.gguf", cvar(kvset("llama.rope.clex.act", U32, 1)),
