@@ -31,7 +31,7 @@ fn fixture_gguf() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
         let out = common::temp_path("clex-tiny-f32.gguf");
-        tmp_convert_hf(&common::fixtures().join("clex-tiny/hf"), &out, "f32");
+        common::convert_hf(&common::fixtures().join("clex-tiny/hf"), &out, "f32");
         out
     })
 }
@@ -425,9 +425,4 @@ fn llama_compat_matches_llama_perplexity_on_qwen() {
         assert!(rel <= 0.005, "-c {n_ctx}: PPL differs from llama-perplexity's by {:.3} % (> 0.5 %)", rel * 100.0);
         assert!(rel_err <= 0.05, "-c {n_ctx}: the standard error differs by {:.1} %", rel_err * 100.0);
     }
-}
-
-fn tmp_convert_hf(input: &Path, out: &Path, ty: &str) {
-    let o = clex::convert::ConvertOptions::new(input, out, ty.parse().unwrap());
-    clex::convert::convert(&o).unwrap();
 }
