@@ -104,28 +104,8 @@ impl FromStr for RopeScaling {
     }
 }
 
-/// Exactly the scalar arguments of `ggml_rope_ext`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RopeParams {
-    /// Rotary dimensions (`n_rot`).
-    pub n_dims: i32,
-    /// 0 = normal (adjacent pairs, LLaMA GGUF), 2 = NeoX (half split).
-    pub mode: i32,
-    /// Original context for YaRN's correction dims.
-    pub n_ctx_orig: i32,
-    /// RoPE base.
-    pub freq_base: f32,
-    /// Frequency multiplier (1/factor for linear and YaRN).
-    pub freq_scale: f32,
-    /// YaRN extrapolation mix; 0 disables the YaRN path.
-    pub ext_factor: f32,
-    /// Multiplier on cos/sin (YaRN magnitude scaling).
-    pub attn_factor: f32,
-    /// YaRN low correction dim parameter.
-    pub beta_fast: f32,
-    /// YaRN high correction dim parameter.
-    pub beta_slow: f32,
-}
+/// Exactly the scalar arguments of `ggml_rope_ext` (the wrapper's own type).
+pub use ggml_sys::safe::RopeArgs as RopeParams;
 
 /// A model's RoPE settings, as read from GGUF (llama.cpp key names in the field docs).
 #[derive(Clone, Debug, PartialEq)]

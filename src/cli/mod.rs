@@ -14,8 +14,7 @@ use std::process::ExitCode;
 
 /// Exit codes (documented in the README).
 pub mod exit {
-    /// A usage error (clap's own code).
-    pub const USAGE: u8 = 2;
+    // 2: a usage error, returned by clap itself.
     /// The model or another input file is invalid.
     pub const BAD_INPUT: u8 = 3;
     /// The context is too small / a limit was hit.

@@ -10,24 +10,7 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The model families the converter handles, by their GGUF architecture name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    /// `llama`: LlamaForCausalLM, MistralForCausalLM (normal RoPE; Q/K are permuted).
-    Llama,
-    /// `qwen2`: Qwen2ForCausalLM (NeoX RoPE, Q/K/V biases; no permutation).
-    Qwen2,
-}
-
-impl Arch {
-    /// `general.architecture`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-        }
-    }
-}
+pub use crate::model::Arch;
 
 /// RoPE scaling as found in `rope_scaling`.
 #[derive(Debug, Clone, PartialEq)]

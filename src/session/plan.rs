@@ -43,8 +43,6 @@ pub struct RopePlan {
     args: RopeArgs,
     /// L: the width of a bucket.
     orig_ctx: u32,
-    /// T for CLEX (None: unbounded buckets).
-    max_bucket: Option<u32>,
     overflow: Overflow,
     policy: BucketPolicy,
     n_ctx: usize,
@@ -80,25 +78,13 @@ impl RopePlan {
         let overflow = settings.overflow.unwrap_or(Overflow::Refuse);
         let log_scale = table.as_ref().is_some_and(|t| t.log_scale());
         let setup = rope::rope_for_bucket(&mr, &settings.overrides, scaling, 1, table.as_ref())?;
-        let p = setup.params;
-        let args = RopeArgs {
-            n_dims: p.n_dims,
-            mode: p.mode,
-            n_ctx_orig: p.n_ctx_orig,
-            freq_base: p.freq_base,
-            freq_scale: p.freq_scale,
-            ext_factor: p.ext_factor,
-            attn_factor: p.attn_factor,
-            beta_fast: p.beta_fast,
-            beta_slow: p.beta_slow,
-        };
+        let args = setup.params;
         let plan = Self {
             scaling,
             model_rope: mr,
             overrides: settings.overrides,
             args,
             orig_ctx,
-            max_bucket,
             overflow,
             policy: settings.bucket,
             n_ctx,
