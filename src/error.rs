@@ -19,6 +19,9 @@ pub enum Error {
     Context(String),
     #[error("ggml: {0}")]
     Ggml(String),
+    /// A GPU device asked for is missing, or this build has no GPU backend.
+    #[error("device: {0}")]
+    Device(String),
     #[error("{0}")]
     Other(String),
 }

@@ -43,6 +43,20 @@ impl KvCache {
 
     /// Allocates a cache of `n_ctx` cells on `backend`, zero-filled.
     pub fn new(hp: &HParams, n_ctx: usize, type_k: u32, type_v: u32, flash_attn: bool, backend: &Backend) -> Result<Self> {
+        Self::new_split(hp, n_ctx, type_k, type_v, flash_attn, backend, None)
+    }
+
+    /// [`KvCache::new`], with the layers of an offloaded model on their device:
+    /// `device` is the device's backend and the number of (last) layers it runs.
+    pub fn new_split(
+        hp: &HParams,
+        n_ctx: usize,
+        type_k: u32,
+        type_v: u32,
+        flash_attn: bool,
+        backend: &Backend,
+        device: Option<(&Backend, usize)>,
+    ) -> Result<Self> {
         for (what, t) in [("K", type_k), ("V", type_v)] {
             let ti = type_info(t).ok_or_else(|| Error::Other(format!("bad {what} cache type {t}")))?;
             if hp.head_dim as u64 % ti.block_size != 0 {
@@ -66,7 +80,14 @@ impl KvCache {
             let vd = if v_trans { [n_ctx as i64, kv] } else { [kv, n_ctx as i64] };
             v.push(store.add(&format!("cache_v_l{il}"), type_v, &vd));
         }
-        store.alloc_rest(backend).map_err(|e| Error::Other(format!("KV cache: {e}")))?;
+        if let Some((dev, n_dev)) = device {
+            let first = hp.n_layer.saturating_sub(n_dev);
+            let idx: Vec<usize> = (first..hp.n_layer).flat_map(|il| [k[il], v[il]]).collect();
+            store.alloc_some(dev, &idx).map_err(|e| Error::Device(format!("KV cache on {}: {e}", dev.name())))?;
+        }
+        if device.map_or(true, |(_, n)| n < hp.n_layer) {
+            store.alloc_rest(backend).map_err(|e| Error::Other(format!("KV cache: {e}")))?;
+        }
         store.clear(0);
         Ok(Self { store, k, v, n_ctx, type_k, type_v, v_trans })
     }

@@ -24,6 +24,8 @@ pub enum Command {
     /// Write a copy of a CLEX GGUF that stock llama.cpp runs with bucket N frozen.
     #[command(name = "export-llamacpp")]
     ExportLlamacpp(ExportArgs),
+    /// List the compute devices (CPU, GPUs) this build of ggml sees.
+    Devices,
 }
 
 /// Model and runtime settings shared by every command that runs a model.
@@ -59,6 +61,13 @@ pub struct ModelArgs {
     /// Do not repack weights for faster CPU kernels (keeps every weight zero-copy).
     #[arg(long = "no-repack", visible_alias = "nr")]
     pub no_repack: bool,
+    /// Layers to offload to the GPU: the last N (more than the model has, e.g. 99: all,
+    /// output layer included). Needs a build with `--features vulkan` or `cuda`.
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", alias = "gpu-layers", default_value_t = 0)]
+    pub n_gpu_layers: usize,
+    /// GPU to offload to, by name as `clex-run devices` lists it (default: the first).
+    #[arg(long = "device", visible_alias = "dev", value_name = "NAME")]
+    pub device: Option<String>,
     #[command(flatten)]
     pub rope: RopeArgs,
 }
@@ -231,4 +240,32 @@ pub struct ExportArgs {
     /// Output GGUF file.
     #[arg(short = 'o', long = "outfile")]
     pub out: PathBuf,
+}
+
+/// llama.cpp spells some long flags with one dash (`-ngl 99`, `-fa on`, `-ctk q8_0`);
+/// clap reads `-fa` as `-f a`. These are rewritten to their `--` form before parsing,
+/// so llama.cpp command lines work unchanged.
+const SINGLE_DASH_LONG: &[&str] = &["ngl", "fa", "ctk", "ctv", "ub", "nr", "cnv", "sys", "dev"];
+
+/// Rewrites llama.cpp's single-dash long flags (see [`SINGLE_DASH_LONG`]) to `--flag`.
+pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut after_dashdash = false;
+    args.into_iter()
+        .map(|a| {
+            if after_dashdash {
+                return a;
+            }
+            let Some(s) = a.to_str() else { return a };
+            if s == "--" {
+                after_dashdash = true;
+                return a;
+            }
+            match s.strip_prefix('-') {
+                Some(rest) if !rest.starts_with('-') && SINGLE_DASH_LONG.contains(&rest.split('=').next().unwrap_or("")) => {
+                    format!("-{s}").into()
+                }
+                _ => a,
+            }
+        })
+        .collect()
 }

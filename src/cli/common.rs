@@ -86,7 +86,8 @@ pub fn sampler_config(s: &SampleArgs) -> SamplerConfig {
 /// Loads the model named by the flags.
 pub fn load_model(a: &ModelArgs) -> Result<Model> {
     let path = model_path(a)?;
-    Model::load_with(&path, &ModelOptions { repack: !a.no_repack }).map_err(|e| match e {
+    let opts = ModelOptions { repack: !a.no_repack, n_gpu_layers: a.n_gpu_layers, device: a.device.clone(), ..Default::default() };
+    Model::load_with(&path, &opts).map_err(|e| match e {
         Error::Gguf(g) => Error::Model(format!("{}: invalid GGUF: {g}", path.display())),
         other => other,
     })

@@ -4,6 +4,7 @@
 pub mod args;
 mod common;
 mod convert;
+mod devices;
 mod generate;
 mod inspect;
 mod perplexity;
@@ -21,6 +22,8 @@ pub mod exit {
     pub const CONTEXT: u8 = 4;
     /// Any other runtime failure.
     pub const FAILURE: u8 = 1;
+    /// A GPU device asked for is unavailable (or the build has no GPU backend).
+    pub const DEVICE: u8 = 5;
     /// Interrupted by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -29,6 +32,7 @@ fn code_for(e: &clex::Error) -> u8 {
     match e {
         clex::Error::Gguf(_) | clex::Error::Model(_) | clex::Error::Tokenizer(_) | clex::Error::Clex(_) => exit::BAD_INPUT,
         clex::Error::Context(_) => exit::CONTEXT,
+        clex::Error::Device(_) => exit::DEVICE,
         clex::Error::Io { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
     }
@@ -36,7 +40,7 @@ fn code_for(e: &clex::Error) -> u8 {
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args::normalize_args(std::env::args_os()));
     let verbose = cli.generate.verbose;
     init_logging(verbose);
     let result = match &cli.command {
@@ -44,6 +48,7 @@ pub fn main() -> ExitCode {
         Some(Command::Perplexity(a)) => perplexity::run(a),
         Some(Command::Convert(a)) => convert::run(a),
         Some(Command::ExportLlamacpp(a)) => convert::export(a),
+        Some(Command::Devices) => devices::run(),
         None => generate::run(&cli.generate).map_err(|e| {
             if generate::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
                 std::process::exit(exit::INTERRUPTED as i32);

@@ -4,10 +4,12 @@
 mod clex_gguf;
 mod graph;
 mod hparams;
+mod offload;
 
 pub use graph::{BatchInputs, ForwardSpec};
 pub use clex_gguf::load_clex;
 pub use hparams::{Arch, HParams};
+pub use offload::{gpu_features, list_devices, Offload};
 
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
@@ -53,6 +55,8 @@ pub struct Model {
     pub rope_freqs: Option<Vec<f32>>,
     /// The CLEX frequency table, for CLEX models.
     pub clex: Option<crate::clex::ClexTable>,
+    /// GPU offload (`-ngl`), if any.
+    pub offload: Option<Offload>,
 }
 
 impl std::fmt::Debug for Model {
@@ -71,11 +75,16 @@ pub struct ModelOptions {
     /// file map (their file pages are released again). `false`: every weight stays
     /// zero-copy on the map and the plain kernels run.
     pub repack: bool,
+    /// Layers to run on a GPU (llama.cpp's `-ngl`): the last `n_gpu_layers` repeating
+    /// layers; more than the model has also moves the output layer. 0: CPU only.
+    pub n_gpu_layers: usize,
+    /// The GPU to use, by ggml's device name ("Vulkan0", "CUDA0"); `None`: the first.
+    pub device: Option<String>,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        Self { repack: true }
+        Self { repack: true, n_gpu_layers: 0, device: None }
     }
 }
 
@@ -193,9 +202,26 @@ impl Model {
             }
         };
         let clex = load_clex(&gguf, &hp)?;
-        let Binder { mut store, placements, .. } = b;
+        let offload = offload::resolve(opts.n_gpu_layers, opts.device.as_deref(), hp.n_layer)?;
+        let Binder { mut store, mut placements, .. } = b;
+        // Weights of offloaded layers are uploaded to the device; the rest stay mapped.
+        let mut on_device = Vec::new();
+        if let Some(off) = &offload {
+            let mut dev: Vec<usize> = Vec::new();
+            for (_, l) in layers.iter().enumerate().filter(|(il, _)| off.has_layer(*il, hp.n_layer)) {
+                dev.extend([l.attn_norm, l.wq, l.wk, l.wv, l.wo, l.ffn_norm, l.gate, l.up, l.down]);
+                dev.extend([l.bq, l.bk, l.bv].into_iter().flatten());
+            }
+            if off.output {
+                dev.push(output_norm);
+                dev.extend(output);
+            }
+            let (d, cpu): (Vec<_>, Vec<_>) = placements.into_iter().partition(|p| dev.contains(&p.0));
+            placements = cpu;
+            on_device = d;
+        }
         if opts.repack {
-            let st = store.bind_mapped_repack(map, &placements).map_err(Error::Model)?;
+            let st = store.bind_mapped_repack(map.clone(), &placements).map_err(Error::Model)?;
             tracing::debug!(
                 "repacked {} weights ({} bytes) into {:?}; released {} bytes of file pages",
                 st.tensors,
@@ -205,9 +231,21 @@ impl Model {
             );
         } else {
             let plain: Vec<(usize, usize)> = placements.iter().map(|&(i, off, _)| (i, off)).collect();
-            store.bind_mapped(map, &plain).map_err(Error::Model)?;
+            store.bind_mapped(map.clone(), &plain).map_err(Error::Model)?;
         }
-        Ok(Self { hparams: hp, tokenizer, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs, clex })
+        if let Some(off) = &offload {
+            let backend = off.backend()?;
+            let idx: Vec<usize> = on_device.iter().map(|p| p.0).collect();
+            let bytes = store
+                .alloc_some(&backend, &idx)
+                .map_err(|e| Error::Device(format!("uploading {} weights to {}: {e}", idx.len(), off.device_name)))?;
+            for &(i, start, _) in &on_device {
+                let t = store.get(i);
+                t.set_bytes(0, &map.bytes()[start..start + t.nbytes()]);
+            }
+            tracing::info!("offloaded {} of {} layers{} to {} ({} weights, {:.1} MiB)", off.n_layers, hp.n_layer, if off.output { " and the output layer" } else { "" }, off.device_name, idx.len(), bytes as f64 / 1048576.0);
+        }
+        Ok(Self { hparams: hp, tokenizer, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs, clex, offload })
     }
 
     /// The GGUF file the model came from.

@@ -84,9 +84,20 @@ impl Session {
         opts.n_ubatch = opts.n_ubatch.min(opts.n_ctx);
         let backend = Backend::cpu().map_err(Error::Ggml)?;
         backend.set_threads(opts.n_threads);
-        let kv = KvCache::new(hp, opts.n_ctx, opts.type_k, opts.type_v, opts.flash_attn, &backend)?;
+        // An offloaded model runs on [device, CPU]; the scheduler falls back to the last.
+        let device = model.offload.as_ref().map(|o| o.backend()).transpose()?;
+        let kv = KvCache::new_split(
+            hp,
+            opts.n_ctx,
+            opts.type_k,
+            opts.type_v,
+            opts.flash_attn,
+            &backend,
+            device.as_ref().zip(model.offload.as_ref()).map(|(d, o)| (d, o.n_layers)),
+        )?;
         let graph_size = (model.n_tensors() * 8).max(2048);
-        let sched = Sched::new(vec![backend], graph_size).map_err(Error::Ggml)?;
+        let backends = device.into_iter().chain(std::iter::once(backend)).collect();
+        let sched = Sched::new(backends, graph_size).map_err(Error::Ggml)?;
         let mut s = Self { model, opts, kv, sched, rope, tokens: Vec::new(), cur_bucket: 0, rerotations: 0 };
         s.reserve()?;
         Ok(s)

@@ -280,10 +280,16 @@ impl TensorStore {
         Ok(size)
     }
 
-    /// Allocates memory for the tensors `indices` in one new buffer on `backend`.
+    /// Allocates memory for the tensors `indices` in one new buffer on `backend`, with
+    /// the alignment and per-tensor allocation size its buffer type asks for (device
+    /// buffers may pad quantized rows).
     pub fn alloc_some(&mut self, backend: &Backend, indices: &[usize]) -> Result<usize, String> {
-        let align = 256usize;
-        let total: usize = indices.iter().map(|&i| self.get(i).nbytes().div_ceil(align) * align).sum();
+        // SAFETY: valid backend; buffer-type queries only read.
+        let buft = unsafe { ggml_backend_get_default_buffer_type(backend.raw()) };
+        let align = unsafe { ggml_backend_buft_get_alignment(buft) }.max(1);
+        // SAFETY: valid buffer type and tensors of this store.
+        let size_of = |t: Tensor<'_>| unsafe { ggml_backend_buft_get_alloc_size(buft, t.raw()) }.div_ceil(align) * align;
+        let total: usize = indices.iter().map(|&i| size_of(self.get(i))).sum();
         if total == 0 {
             return Ok(0);
         }
@@ -292,12 +298,12 @@ impl TensorStore {
         let mut off = base.div_ceil(align) * align - base;
         for &i in indices {
             let t = self.get(i);
-            // SAFETY: `off + nbytes` stays inside the buffer by construction of `total`.
+            // SAFETY: `off + alloc size` stays inside the buffer by construction of `total`.
             let st = unsafe { ggml_backend_tensor_alloc(buf.raw(), t.raw(), (base + off) as *mut c_void) };
             if st != GGML_STATUS_SUCCESS {
                 return Err(format!("ggml_backend_tensor_alloc failed ({st})"));
             }
-            off += t.nbytes().div_ceil(align) * align;
+            off += size_of(t);
         }
         let size = buf.size();
         self.buffers.push(buf);
