@@ -90,7 +90,9 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
 }
 
-fn compare(name: &str, path: &Path, n_layer: usize, prompt: &[u32], n: usize, opts: SessionOptions) {
+/// Runs `prompt` + `n` greedy tokens on the CPU and offloaded (all layers, then half),
+/// requiring the same tokens, buckets and re-rotations, and logits within `tol`.
+fn compare(name: &str, path: &Path, n_layer: usize, prompt: &[u32], n: usize, opts: SessionOptions, tol: f32) {
     let cpu = greedy(&load(path, 0), prompt, n, opts.clone());
     for ngl in [99, n_layer / 2] {
         let gpu = greedy(&load(path, ngl), prompt, n, opts.clone());
@@ -105,7 +107,7 @@ fn compare(name: &str, path: &Path, n_layer: usize, prompt: &[u32], n: usize, op
         assert_eq!(gpu.0, cpu.0, "{name}: -ngl {ngl} greedy tokens differ from the CPU's");
         assert_eq!(gpu.2, cpu.2, "{name}: buckets");
         assert_eq!(gpu.3, cpu.3, "{name}: re-rotations");
-        assert!(d <= TOL, "{name}: -ngl {ngl}: logits differ from the CPU's by {d}");
+        assert!(d <= tol, "{name}: -ngl {ngl}: logits differ from the CPU's by {d}");
     }
 }
 
@@ -131,13 +133,18 @@ fn clex_fixture_offloaded_matches_cpu_across_a_bucket_boundary() {
     // L = 64: a 60-token prompt and 12 greedy tokens cross t = 1 → 2 at 65 tokens.
     let prompt: Vec<u32> = (0..60).map(|i| 100 + (i * 37 % 900) as u32).collect();
     let opts = SessionOptions { n_ctx: 512, n_threads: 2, type_k: ggml_sys::GGML_TYPE_F32, type_v: ggml_sys::GGML_TYPE_F32, ..Default::default() };
-    compare("clex-tiny", &out, 2, &prompt, 12, opts.clone());
+    compare("clex-tiny", &out, 2, &prompt, 12, opts.clone(), TOL);
     let with_fa = SessionOptions { flash_attn: true, type_k: ggml_sys::GGML_TYPE_F16, type_v: ggml_sys::GGML_TYPE_F16, ..opts };
-    compare("clex-tiny (fa, f16 cache)", &out, 2, &prompt, 12, with_fa);
+    compare("clex-tiny (fa, f16 cache)", &out, 2, &prompt, 12, with_fa, TOL);
 }
 
+/// A 4-bit model cannot match the CPU to 1e-2: the CPU kernels quantize activations
+/// to 8 bits (and use repacked AMX/AVX layouts), the device's do not, so logits move by
+/// a few tenths (llama.cpp's own CPU and GPU runs differ the same way). The checks
+/// are: greedy tokens identical to the CPU's with logits within 1.0, and logits within
+/// 1e-2 of llama.cpp's own run of the same file on the same device.
 #[test]
-fn qwen_offloaded_matches_cpu() {
+fn qwen_offloaded_matches_cpu_and_llama_cpp_on_the_device() {
     if skip_without_gpu() {
         return;
     }
@@ -146,6 +153,18 @@ fn qwen_offloaded_matches_cpu() {
     let prompt = m.tokenizer.encode("fn fibonacci(n: u64) -> u64 {", false, false);
     let n_layer = m.hparams.n_layer;
     drop(m);
-    let opts = SessionOptions { n_ctx: 256, n_threads: 2, flash_attn: true, ..Default::default() };
-    compare("qwen2.5-0.5b q4_k_m", &path, n_layer, &prompt, 8, opts);
+    for fa in [true, false] {
+        let opts = SessionOptions { n_ctx: 256, n_threads: 2, flash_attn: fa, ..Default::default() };
+        compare(&format!("qwen2.5-0.5b q4_k_m (fa {fa})"), &path, n_layer, &prompt, 8, opts.clone(), 1.0);
+        let ours = greedy(&load(&path, 99), &prompt, 8, opts);
+        let lm = common::oracle::load_ngl(&path, 99);
+        let (toks, first) = common::oracle::greedy(&lm, &prompt, 8, 256, fa);
+        let d = first.iter().zip(&ours.1[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        eprintln!(
+            "qwen (fa {fa}): -ngl 99 vs llama.cpp -ngl 99 on the same device: tokens {}, max |Δlogit| (prompt) = {d:.3e}",
+            if toks == ours.0 { "identical" } else { "DIFFER" }
+        );
+        assert_eq!(toks, ours.0, "greedy tokens vs llama.cpp on the device");
+        assert!(d <= TOL, "logits vs llama.cpp on the device differ by {d}");
+    }
 }

@@ -4,15 +4,15 @@
 use super::Model;
 use crate::kv::KvCache;
 use ggml_sys::safe::{row_size, Graph, RopeArgs, Tensor};
-use ggml_sys::{GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_I32};
+use ggml_sys::{GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_I32, GGML_TYPE_I64};
 
-/// What one forward pass computes.
-#[derive(Debug, Clone)]
+/// What one forward pass computes. The graph depends on these values only, not on
+/// where in the cache the batch goes (positions, cache cells and the mask are inputs), so
+/// a graph built for one spec can be computed again for the next batch of the same spec.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ForwardSpec {
     /// Tokens in this batch.
     pub n_tokens: usize,
-    /// Tokens already in the cache (the batch starts at this position).
-    pub n_past: usize,
     /// Cache cells the attention reads (≥ n_past + n_tokens, padded).
     pub n_kv: usize,
     /// Rows of the batch whose logits are wanted (`None`: all).
@@ -32,7 +32,40 @@ pub struct BatchInputs<'a> {
     pub mask: Tensor<'a>,
     pub freq_factors: Option<Tensor<'a>>,
     pub out_ids: Option<Tensor<'a>>,
+    /// Cache cells the batch's K rows go to (I64, one per token).
+    pub k_idxs: Tensor<'a>,
+    /// Where the batch's V values go (I64): cells as `k_idxs` for a row-major V cache;
+    /// for a transposed one, one index per element (see [`v_trans_idxs`]).
+    pub v_idxs: Tensor<'a>,
     pub logits: Tensor<'a>,
+}
+
+impl<'a> BatchInputs<'a> {
+    /// The inputs of a graph made by [`Model::build_forward`], found by name (for a kept
+    /// graph that is computed again).
+    pub fn find(g: &'a Graph) -> Option<Self> {
+        Some(Self {
+            tokens: g.find("inp_tokens")?,
+            pos: g.find("inp_pos")?,
+            mask: g.find("kq_mask")?,
+            freq_factors: g.find("rope_freq_factors"),
+            out_ids: g.find("out_ids"),
+            k_idxs: g.find("k_idxs")?,
+            v_idxs: g.find("v_idxs")?,
+            logits: g.find("logits")?,
+        })
+    }
+}
+
+/// The element indices of a transposed V cache ([n_ctx, n_embd_kv], element (e, cell) at
+/// e·n_ctx + cell) that a batch of `nt` tokens at cells `n_past..` writes, in the order of
+/// the batch's V values ([n_embd_kv, nt] row-major: token t, element e at t·n_embd_kv + e).
+pub fn v_trans_idxs(n_past: usize, nt: usize, n_embd_kv: usize, n_ctx: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(nt * n_embd_kv);
+    for t in 0..nt {
+        out.extend((0..n_embd_kv).map(|e| (e * n_ctx + n_past + t) as i64));
+    }
+    out
 }
 
 impl Model {
@@ -50,6 +83,8 @@ impl Model {
         let mask = g.input("kq_mask", mask_ty, &[n_kv, nt]);
         let ff = s.has_freq_factors.then(|| g.input("rope_freq_factors", GGML_TYPE_F32, &[hp.n_rot as i64 / 2]));
         let out_ids = s.out_rows.map(|n| g.input("out_ids", GGML_TYPE_I32, &[n as i64]));
+        let k_idxs = g.input("k_idxs", GGML_TYPE_I64, &[nt]);
+        let v_idxs = g.input("v_idxs", GGML_TYPE_I64, &[if kv.v_trans { nt * hd * nkv } else { nt }]);
         let kq_scale = s.q_scale / (hp.head_dim as f32).sqrt();
 
         let mut x = g.get_rows(w(self.w.tok_embd), tokens);
@@ -67,21 +102,17 @@ impl Model {
             let q = g.rope(q, pos, ff, &s.rope);
             let k = g.rope(k, pos, ff, &s.rope);
 
-            // Store this batch's K and V at cells n_past..n_past+nt.
+            // Store this batch's K and V in the cells named by the index inputs.
             let kc = kv.k(il);
             let k_row = row_size(kc.ty(), hd * nkv);
-            let k_dst = g.view(kc, [hd * nkv, nt, 1, 1], [k_row, k_row * nt as usize, k_row * nt as usize], k_row * s.n_past);
-            g.expand(g.cpy(g.reshape(k, &[hd * nkv, nt]), k_dst));
+            g.expand(g.set_rows(kc, g.reshape(k, &[hd * nkv, nt]), k_idxs));
             let vc = kv.v(il);
             if kv.v_trans {
-                let el = row_size(vc.ty(), 1);
-                let stride = row_size(vc.ty(), kv.n_ctx as i64);
-                let v_dst = g.view(vc, [nt, hd * nkv, 1, 1], [stride, stride * (hd * nkv) as usize, stride * (hd * nkv) as usize], el * s.n_past);
-                g.expand(g.cpy(g.transpose(v), v_dst));
+                // One-element rows: the [n_ctx, n_embd_kv] cache as n_ctx·n_embd_kv rows.
+                let cells = g.reshape(vc, &[1, kv.n_ctx as i64 * hd * nkv]);
+                g.expand(g.set_rows(cells, g.reshape(v, &[1, hd * nkv * nt]), v_idxs));
             } else {
-                let v_row = row_size(vc.ty(), hd * nkv);
-                let v_dst = g.view(vc, [hd * nkv, nt, 1, 1], [v_row, v_row * nt as usize, v_row * nt as usize], v_row * s.n_past);
-                g.expand(g.cpy(v, v_dst));
+                g.expand(g.set_rows(vc, v, v_idxs));
             }
 
             // Attention over cells 0..n_kv.
@@ -127,7 +158,7 @@ impl Model {
         let logits = g.mul_mat(w(self.w.output.unwrap_or(self.w.tok_embd)), x);
         g.name(logits, "logits");
         g.output(logits);
-        BatchInputs { tokens, pos, mask, freq_factors: ff, out_ids, logits }
+        BatchInputs { tokens, pos, mask, freq_factors: ff, out_ids, k_idxs, v_idxs, logits }
     }
 }
 
@@ -155,5 +186,64 @@ impl Model {
             g.expand(g.cpy(rotated, view));
         }
         RerotateInputs { pos, freq_factors: ff }
+    }
+}
+
+/// Inputs of a context-shift graph ([`Model::build_shift`]).
+pub struct ShiftInputs<'a> {
+    /// The rotation of every moved key, as a position (I32, one per moved cell: −n_discard).
+    pub pos: Tensor<'a>,
+    /// The current bucket's frequency factors, when the forward uses them.
+    pub freq_factors: Option<Tensor<'a>>,
+}
+
+impl Model {
+    /// A graph that moves the `n` cached cells at `from..from + n` down to `to..to + n`
+    /// (`to < from`) in every layer, rotating the keys by the positions fed in (the same
+    /// rope as the forward: `rope` and, with `has_ff`, the frequency factors), as
+    /// llama.cpp's context shift does. Sources are copied out before the destinations are
+    /// written, so the ranges may overlap. Quantized keys go through F32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_shift<'a>(
+        &'a self,
+        kv: &'a KvCache,
+        g: &'a Graph,
+        from: usize,
+        to: usize,
+        n: usize,
+        has_ff: bool,
+        rope: &RopeArgs,
+    ) -> ShiftInputs<'a> {
+        let hp = &self.hparams;
+        let (hd, nkv) = (hp.head_dim as i64, hp.n_head_kv as i64);
+        let n_embd_kv = hd * nkv;
+        let pos = g.input("shift_pos", GGML_TYPE_I32, &[n as i64]);
+        let ff = has_ff.then(|| g.input("shift_freq_factors", GGML_TYPE_F32, &[hp.n_rot as i64 / 2]));
+        for il in 0..hp.n_layer {
+            let kc = kv.k(il);
+            let k_row = row_size(kc.ty(), n_embd_kv);
+            let k_head = row_size(kc.ty(), hd);
+            let k_at = |cell: usize| g.view(kc, [hd, nkv, n as i64, 1], [k_head, k_row, k_row * n], k_row * cell);
+            let src = k_at(from);
+            let src = if kc.ty() == GGML_TYPE_F32 || kc.ty() == GGML_TYPE_F16 { src } else { g.cast(src, GGML_TYPE_F32) };
+            let rotated = g.rope(src, pos, ff, rope);
+            g.expand(g.cpy(rotated, k_at(to)));
+
+            let vc = kv.v(il);
+            let v_at = |cell: usize| {
+                if kv.v_trans {
+                    // [n_ctx, n_embd_kv]: the moved cells are a column block of each row.
+                    let stride = row_size(vc.ty(), kv.n_ctx as i64);
+                    g.view(vc, [n as i64, n_embd_kv, 1, 1], [stride, stride * n_embd_kv as usize, stride * n_embd_kv as usize], row_size(vc.ty(), 1) * cell)
+                } else {
+                    let v_row = row_size(vc.ty(), n_embd_kv);
+                    g.view(vc, [n_embd_kv, n as i64, 1, 1], [v_row, v_row * n, v_row * n], v_row * cell)
+                }
+            };
+            // A copy in compute memory first: source and destination may overlap.
+            let moved = g.cont(v_at(from));
+            g.expand(g.cpy(moved, v_at(to)));
+        }
+        ShiftInputs { pos, freq_factors: ff }
     }
 }

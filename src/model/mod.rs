@@ -6,7 +6,7 @@ mod graph;
 mod hparams;
 mod offload;
 
-pub use graph::{BatchInputs, ForwardSpec};
+pub use graph::{v_trans_idxs, BatchInputs, ForwardSpec};
 pub use clex_gguf::load_clex;
 pub use hparams::{Arch, HParams};
 pub use offload::{gpu_features, list_devices, Offload};
@@ -80,11 +80,14 @@ pub struct ModelOptions {
     pub n_gpu_layers: usize,
     /// The GPU to use, by ggml's device name ("Vulkan0", "CUDA0"); `None`: the first.
     pub device: Option<String>,
+    /// Called as the load advances (see [`crate::LoadProgress`]); returning `false`
+    /// abandons the load with [`Error::Cancelled`].
+    pub progress: Option<crate::LoadProgress>,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        Self { repack: true, n_gpu_layers: 0, device: None }
+        Self { repack: true, n_gpu_layers: 0, device: None, progress: None }
     }
 }
 
@@ -132,6 +135,8 @@ impl Model {
 
     /// [`Model::load`] with options.
     pub fn load_with(path: &Path, opts: &ModelOptions) -> Result<Self> {
+        crate::api::route_ggml_logs();
+        crate::api::report(opts.progress.as_ref(), 0.0)?;
         let gguf = GgufFile::open(path)?;
         Self::from_gguf_with(gguf, opts)
     }
@@ -143,6 +148,9 @@ impl Model {
 
     /// Builds a model from an opened (mapped) GGUF file.
     pub fn from_gguf_with(gguf: GgufFile, opts: &ModelOptions) -> Result<Self> {
+        crate::api::route_ggml_logs();
+        let progress = |f: f32| crate::api::report(opts.progress.as_ref(), f);
+        progress(0.05)?;
         let hp = HParams::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf).map_err(Error::Tokenizer)?;
         if tokenizer.n_vocab() != hp.n_vocab {
@@ -202,23 +210,34 @@ impl Model {
             }
         };
         let clex = load_clex(&gguf, &hp)?;
+        progress(0.1)?;
         let offload = offload::resolve(opts.n_gpu_layers, opts.device.as_deref(), hp.n_layer)?;
         let Binder { mut store, mut placements, .. } = b;
-        // Weights of offloaded layers are uploaded to the device; the rest stay mapped.
+        // Weights of offloaded layers go to the device (uploaded once), except those the
+        // device cannot hold or use; everything else stays mapped (or repacked) on the CPU.
         let mut on_device = Vec::new();
-        if let Some(off) = &offload {
+        let device_backend = offload.as_ref().map(|o| o.backend()).transpose()?;
+        if let (Some(off), Some(backend)) = (&offload, &device_backend) {
             let mut dev: Vec<usize> = Vec::new();
-            for (_, l) in layers.iter().enumerate().filter(|(il, _)| off.has_layer(*il, hp.n_layer)) {
-                dev.extend([l.attn_norm, l.wq, l.wk, l.wv, l.wo, l.ffn_norm, l.gate, l.up, l.down]);
-                dev.extend([l.bq, l.bk, l.bv].into_iter().flatten());
+            for (il, l) in layers.iter().enumerate() {
+                if off.has_layer(il, hp.n_layer) {
+                    dev.extend([l.attn_norm, l.wq, l.wk, l.wv, l.wo, l.ffn_norm, l.gate, l.up, l.down]);
+                    dev.extend([l.bq, l.bk, l.bv].into_iter().flatten());
+                }
             }
             if off.output {
                 dev.push(output_norm);
                 dev.extend(output);
             }
             let (d, cpu): (Vec<_>, Vec<_>) = placements.into_iter().partition(|p| dev.contains(&p.0));
+            let (ok, refused): (Vec<_>, Vec<_>) = d.into_iter().partition(|p| backend.supports_weight(store.get(p.0), p.2));
+            if !refused.is_empty() {
+                let names: Vec<String> = refused.iter().map(|p| store.get(p.0).name()).collect();
+                tracing::info!("{} weight(s) stay on the CPU, {} cannot run them: {}", refused.len(), off.device_name, names.join(", "));
+            }
             placements = cpu;
-            on_device = d;
+            placements.extend(refused);
+            on_device = ok;
         }
         if opts.repack {
             let st = store.bind_mapped_repack(map.clone(), &placements).map_err(Error::Model)?;
@@ -233,18 +252,28 @@ impl Model {
             let plain: Vec<(usize, usize)> = placements.iter().map(|&(i, off, _)| (i, off)).collect();
             store.bind_mapped(map.clone(), &plain).map_err(Error::Model)?;
         }
-        if let Some(off) = &offload {
-            let backend = off.backend()?;
+        progress(if on_device.is_empty() { 0.95 } else { 0.5 })?;
+        if let (Some(off), Some(backend)) = (&offload, &device_backend) {
             let idx: Vec<usize> = on_device.iter().map(|p| p.0).collect();
             let bytes = store
-                .alloc_some(&backend, &idx)
+                .alloc_some(backend, &idx)
                 .map_err(|e| Error::Device(format!("uploading {} weights to {}: {e}", idx.len(), off.device_name)))?;
-            for &(i, start, _) in &on_device {
+            for (k, &(i, start, _)) in on_device.iter().enumerate() {
                 let t = store.get(i);
                 t.set_bytes(0, &map.bytes()[start..start + t.nbytes()]);
+                progress(0.5 + 0.45 * (k + 1) as f32 / on_device.len() as f32)?;
             }
-            tracing::info!("offloaded {} of {} layers{} to {} ({} weights, {:.1} MiB)", off.n_layers, hp.n_layer, if off.output { " and the output layer" } else { "" }, off.device_name, idx.len(), bytes as f64 / 1048576.0);
+            tracing::info!(
+                "offloaded {} of {} layers{} to {} ({} weights, {:.1} MiB)",
+                off.n_layers,
+                hp.n_layer,
+                if off.output { " and the output layer" } else { "" },
+                off.device_name,
+                idx.len(),
+                bytes as f64 / 1048576.0
+            );
         }
+        progress(1.0)?;
         Ok(Self { hparams: hp, tokenizer, gguf, store, w: Weights { tok_embd, output_norm, output, layers }, rope_freqs, clex, offload })
     }
 

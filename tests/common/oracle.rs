@@ -21,7 +21,13 @@ pub fn backend() -> &'static LlamaBackend {
 }
 
 pub fn load(path: &Path) -> LlamaModel {
-    LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default()).expect("llama.cpp loads the model")
+    load_ngl(path, 0)
+}
+
+/// [`load`] with `n_gpu_layers` offloaded (llama.cpp's `-ngl`; 0 = CPU only).
+pub fn load_ngl(path: &Path, n_gpu_layers: u32) -> LlamaModel {
+    let params = LlamaModelParams::default().with_n_gpu_layers(n_gpu_layers);
+    LlamaModel::load_from_file(backend(), path, &params).expect("llama.cpp loads the model")
 }
 
 /// llama.cpp's tokenization of `text`.

@@ -59,6 +59,31 @@ impl Backend {
         self.is_cpu
     }
 
+    /// Whether this backend can hold `w` and run what the graph does with it: the
+    /// weight itself (devices refuse tensors above their largest buffer, e.g. a 144 MB
+    /// output matrix on a driver with 128 MiB storage buffers) and, for
+    /// [`super::WeightUse::MulMat`], a `mul_mat` with a 512-row F32 batch. Weights it
+    /// refuses stay on the CPU, as llama.cpp does.
+    pub fn supports_weight(&self, w: super::Tensor<'_>, usage: super::WeightUse) -> bool {
+        let ne = w.ne();
+        // SAFETY: a no_alloc scratch context for three probe tensors (metadata only),
+        // freed before returning; the backend only inspects them.
+        unsafe {
+            let ctx = ggml_init(ggml_init_params { mem_size: ggml_tensor_overhead() * 8, mem_buffer: std::ptr::null_mut(), no_alloc: true });
+            if ctx.is_null() {
+                return false;
+            }
+            let a = ggml_new_tensor(ctx, w.ty(), 4, ne.as_ptr());
+            let mut ok = ggml_backend_supports_op(self.raw(), a);
+            if ok && usage == super::WeightUse::MulMat {
+                let b = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, ne[0], 512, ne[2], ne[3]);
+                ok = ggml_backend_supports_op(self.raw(), ggml_mul_mat(ctx, a, b));
+            }
+            ggml_free(ctx);
+            ok
+        }
+    }
+
     /// Threads for the CPU backend (ignored by others).
     pub fn set_threads(&self, n: usize) {
         if self.is_cpu {
@@ -94,6 +119,30 @@ pub struct DeviceInfo {
     pub kind: DeviceKind,
     pub memory_free: usize,
     pub memory_total: usize,
+}
+
+/// The CPU backend's build and machine features as ggml reports them (the list llama.cpp
+/// prints as its system info: `SSE3 = 1 | AVX2 = 1 | … | AMX_INT8 = 1 | REPACK = 1`):
+/// what this ggml was compiled with and the CPU offers.
+pub fn cpu_features() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    // SAFETY: the CPU registry is static; "ggml_backend_get_features" is documented to be
+    // a `ggml_backend_get_features_t`, returning an array ended by a null name, of static
+    // strings.
+    unsafe {
+        let reg = ggml_backend_cpu_reg();
+        let f = ggml_backend_reg_get_proc_address(reg, c"ggml_backend_get_features".as_ptr());
+        if f.is_null() {
+            return out;
+        }
+        let f: unsafe extern "C" fn(ggml_backend_reg_t) -> *mut ggml_backend_feature = std::mem::transmute(f);
+        let mut p = f(reg);
+        while !p.is_null() && !(*p).name.is_null() {
+            out.push((cstr((*p).name), cstr((*p).value)));
+            p = p.add(1);
+        }
+    }
+    out
 }
 
 /// Number of devices ggml knows (CPU included).
@@ -202,6 +251,9 @@ impl Drop for Buffer {
 pub struct Sched {
     ptr: NonNull<ggml_backend_sched>,
     backends: Vec<Backend>,
+    /// The graph whose tensors the scheduler allocated last ([`Graph`] ids are unique),
+    /// `None` after a reset or a reserve.
+    allocated: Option<u64>,
 }
 
 // SAFETY: used from one thread at a time through `&mut`.
@@ -216,7 +268,7 @@ impl Sched {
         let p = unsafe {
             ggml_backend_sched_new(raw.as_mut_ptr(), std::ptr::null_mut(), raw.len() as i32, graph_size, false, true)
         };
-        Ok(Self { ptr: NonNull::new(p).ok_or("ggml_backend_sched_new failed")?, backends })
+        Ok(Self { ptr: NonNull::new(p).ok_or("ggml_backend_sched_new failed")?, backends, allocated: None })
     }
 
     /// The backends, in priority order.
@@ -233,6 +285,7 @@ impl Sched {
 
     /// Reserves memory for the largest graph it will see.
     pub fn reserve(&mut self, g: &Graph) -> Result<(), String> {
+        self.allocated = None;
         // SAFETY: valid scheduler and graph.
         if unsafe { ggml_backend_sched_reserve(self.ptr.as_ptr(), g.raw_graph()) } {
             Ok(())
@@ -243,18 +296,32 @@ impl Sched {
 
     /// Allocates the graph's tensors; after this, inputs can be set.
     pub fn alloc(&mut self, g: &Graph) -> Result<(), String> {
+        self.allocated = None;
         // SAFETY: valid scheduler and graph; reset first, as ggml requires between graphs.
         unsafe { ggml_backend_sched_reset(self.ptr.as_ptr()) };
         if unsafe { ggml_backend_sched_alloc_graph(self.ptr.as_ptr(), g.raw_graph()) } {
+            self.allocated = Some(g.id());
             Ok(())
         } else {
             Err("allocating the compute graph failed (out of memory?)".into())
         }
     }
 
-    /// Runs the allocated graph.
+    /// Whether `g` is the graph allocated last, so that its tensors still have their
+    /// memory: it can be computed again after new input values are set, without
+    /// building or allocating anything (what llama.cpp calls graph reuse).
+    pub fn is_allocated(&self, g: &Graph) -> bool {
+        self.allocated == Some(g.id())
+    }
+
+    /// Runs `g`, allocating it first unless it is the graph allocated last (then the
+    /// allocation, and the input values set since, are kept).
     pub fn compute(&mut self, g: &Graph) -> Result<(), String> {
-        // SAFETY: graph allocated by `alloc` on this scheduler.
+        if !self.is_allocated(g) {
+            self.alloc(g)?;
+        }
+        // SAFETY: `g` is the graph this scheduler allocated last (checked above), so its
+        // splits refer to live tensors.
         let st = unsafe { ggml_backend_sched_graph_compute(self.ptr.as_ptr(), g.raw_graph()) };
         if st == GGML_STATUS_SUCCESS {
             Ok(())

@@ -10,7 +10,7 @@ mod repack;
 mod tensor;
 mod types;
 
-pub use backend::{device_count, devices, Backend, Buffer, DeviceInfo, DeviceKind, Sched};
+pub use backend::{cpu_features, device_count, devices, Backend, Buffer, DeviceInfo, DeviceKind, Sched};
 pub use log::{set_log_sink, LogLevel};
 pub use mmap::MappedFile;
 pub use quant::*;

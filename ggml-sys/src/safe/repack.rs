@@ -37,6 +37,9 @@ pub struct RepackStats {
     /// Bytes of the file's pages handed back to the kernel after copying (whole
     /// pages inside the copied tensors; 0 where not supported).
     pub released_bytes: usize,
+    /// Small weights that are not repacked (norms, biases: below 1 MiB each) copied into
+    /// a plain CPU buffer so that their file pages can be released too: count and bytes.
+    pub small_copied: (usize, usize),
 }
 
 /// Names of the CPU backend's extra buffer types, in the order they are tried
@@ -151,46 +154,60 @@ impl ExtraBufts {
     /// the peak resident size stays near the file's. The tensors must have no memory
     /// yet and their data must lie inside the map.
     pub(crate) fn alloc_upload(&self, i: usize, map: &MappedFile, tensors: &[(Tensor<'_>, usize)]) -> Result<Buffer, String> {
-        let buft = self.list[i].0;
-        for &(t, off) in tensors {
-            if t.is_allocated() {
-                return Err("tensor bound twice".into());
-            }
-            if off.checked_add(t.nbytes()).is_none_or(|end| end > map.len()) {
-                return Err(format!("tensor data ({} bytes at {off}) ends past the file", t.nbytes()));
-            }
-        }
-        // SAFETY: valid buffer type and tensors.
-        let align = unsafe { ggml_backend_buft_get_alignment(buft) }.max(1);
-        let total: usize = tensors
-            .iter()
-            .map(|(t, _)| unsafe { ggml_backend_buft_get_alloc_size(buft, t.raw()) }.div_ceil(align) * align)
-            .sum();
-        // SAFETY: valid buffer type; a null result is handled.
-        let raw = unsafe { ggml_backend_buft_alloc_buffer(buft, total + align) };
-        if raw.is_null() {
-            return Err(format!("allocating {} bytes of {} failed", total + align, self.name(i)));
-        }
-        let buf = Buffer::from_raw(raw);
-        // SAFETY: valid buffer. Weights: the scheduler must not move ops off them.
-        unsafe { ggml_backend_buffer_set_usage(buf.raw(), GGML_BACKEND_BUFFER_USAGE_WEIGHTS) };
-        // SAFETY: the allocator places each tensor inside the buffer, which was sized
-        // above for every tensor's padded allocation size plus the base alignment.
-        let mut talloc = unsafe { ggml_tallocr_new(buf.raw()) };
-        for &(t, off) in tensors {
-            // SAFETY: see above; the tensor is unallocated (checked).
-            let st = unsafe { ggml_tallocr_alloc(&mut talloc, t.raw()) };
-            if st != GGML_STATUS_SUCCESS {
-                return Err(format!("placing a tensor in {} failed ({st})", self.name(i)));
-            }
-            let bytes = &map.bytes()[off..off + t.nbytes()];
-            // SAFETY: whole-tensor write (the only kind these buffers accept) of exactly
-            // the tensor's size.
-            unsafe { ggml_backend_tensor_set(t.raw(), bytes.as_ptr() as *const c_void, 0, bytes.len()) };
-            release_pages(map, &[(off, off + bytes.len())]);
-        }
-        Ok(buf)
+        upload(self.list[i].0, &self.name(i), map, tensors)
     }
+}
+
+/// Copies `tensors` (tensor, byte offset of its data in `map`) out of the map into one new
+/// plain CPU buffer and releases their file pages: for the small weights that are not
+/// repacked (norms, biases). Left mapped, each would keep a whole large page-cache folio
+/// (up to 2 MiB on recent kernels) of the file in the resident set for a few KiB of data.
+pub(crate) fn copy_to_cpu(map: &MappedFile, tensors: &[(Tensor<'_>, usize)]) -> Result<Buffer, String> {
+    // SAFETY: the CPU buffer type is static.
+    upload(unsafe { ggml_backend_cpu_buffer_type() }, "CPU", map, tensors)
+}
+
+/// Allocates one buffer of type `buft` for `tensors` and writes each from the map,
+/// releasing its file pages right after (see [`ExtraBufts::alloc_upload`]).
+fn upload(buft: ggml_backend_buffer_type_t, name: &str, map: &MappedFile, tensors: &[(Tensor<'_>, usize)]) -> Result<Buffer, String> {
+    for &(t, off) in tensors {
+        if t.is_allocated() {
+            return Err("tensor bound twice".into());
+        }
+        if off.checked_add(t.nbytes()).is_none_or(|end| end > map.len()) {
+            return Err(format!("tensor data ({} bytes at {off}) ends past the file", t.nbytes()));
+        }
+    }
+    // SAFETY: valid buffer type and tensors.
+    let align = unsafe { ggml_backend_buft_get_alignment(buft) }.max(1);
+    let total: usize = tensors
+        .iter()
+        .map(|(t, _)| unsafe { ggml_backend_buft_get_alloc_size(buft, t.raw()) }.div_ceil(align) * align)
+        .sum();
+    // SAFETY: valid buffer type; a null result is handled.
+    let raw = unsafe { ggml_backend_buft_alloc_buffer(buft, total + align) };
+    if raw.is_null() {
+        return Err(format!("allocating {} bytes of {name} failed", total + align));
+    }
+    let buf = Buffer::from_raw(raw);
+    // SAFETY: valid buffer. Weights: the scheduler must not move ops off them.
+    unsafe { ggml_backend_buffer_set_usage(buf.raw(), GGML_BACKEND_BUFFER_USAGE_WEIGHTS) };
+    // SAFETY: the allocator places each tensor inside the buffer, which was sized
+    // above for every tensor's padded allocation size plus the base alignment.
+    let mut talloc = unsafe { ggml_tallocr_new(buf.raw()) };
+    for &(t, off) in tensors {
+        // SAFETY: see above; the tensor is unallocated (checked).
+        let st = unsafe { ggml_tallocr_alloc(&mut talloc, t.raw()) };
+        if st != GGML_STATUS_SUCCESS {
+            return Err(format!("placing a tensor in {name} failed ({st})"));
+        }
+        let bytes = &map.bytes()[off..off + t.nbytes()];
+        // SAFETY: whole-tensor write (the only kind these buffers accept) of exactly
+        // the tensor's size.
+        unsafe { ggml_backend_tensor_set(t.raw(), bytes.as_ptr() as *const c_void, 0, bytes.len()) };
+        release_pages(map, &[(off, off + bytes.len())]);
+    }
+    Ok(buf)
 }
 
 /// Tells the kernel that the pages wholly inside the byte `ranges` of `map` are not

@@ -2,7 +2,7 @@
 
 use super::backend::{Backend, Buffer};
 use super::mmap::MappedFile;
-use super::repack::{release_pages, ExtraBufts, RepackStats, WeightUse};
+use super::repack::{copy_to_cpu, release_pages, ExtraBufts, RepackStats, WeightUse};
 use crate::*;
 use std::ffi::{c_void, CString};
 use std::marker::PhantomData;
@@ -42,6 +42,12 @@ impl<'a> Tensor<'a> {
     /// Strides in bytes per dimension.
     pub fn nb(&self) -> [usize; 4] {
         self.inner().nb
+    }
+    /// The tensor's name.
+    pub fn name(&self) -> String {
+        let n = &self.inner().name;
+        let bytes: Vec<u8> = n.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
     /// The ggml type id.
     pub fn ty(&self) -> u32 {
@@ -97,18 +103,19 @@ impl<'a> Tensor<'a> {
     /// Reads `out.len()` f32 values from element `start` (the tensor must be F32 and contiguous).
     pub fn get_f32(&self, start: usize, out: &mut [f32]) {
         assert_eq!(self.ty(), GGML_TYPE_F32);
-        let bytes = out.len() * 4;
-        let mut tmp = vec![0u8; bytes];
-        self.get_bytes(start * 4, &mut tmp);
-        for (o, c) in out.iter_mut().zip(tmp.chunks_exact(4)) {
-            *o = f32::from_le_bytes(c.try_into().unwrap());
-        }
+        // Straight into `out` (f32 is plain data; ggml stores native-endian floats).
+        self.get_bytes(start * 4, as_bytes_mut(out));
     }
 }
 
 fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
     // SAFETY: plain-old-data numbers, any bit pattern is a valid u8.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+fn as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: every bit pattern is a valid f32 and a valid u8; same length in bytes.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 fn new_ctx(n_tensors: usize, extra: usize) -> NonNull<ggml_context> {
@@ -131,6 +138,10 @@ fn set_name(t: *mut ggml_tensor, name: &str) {
     // SAFETY: ggml copies (and truncates) the name into the tensor.
     unsafe { ggml_set_name(t, c.as_ptr()) };
 }
+
+/// Plain (not repacked) weights below this size are copied out of the file map when
+/// others are repacked ([`TensorStore::bind_mapped_repack`]).
+const SMALL_WEIGHT: usize = 1 << 20;
 
 /// A set of long-lived tensors (weights, a KV cache) in one metadata context, bound
 /// to backend memory: memory-mapped file bytes (zero-copy) or buffers allocated on a
@@ -228,9 +239,23 @@ impl TensorStore {
                 None => plain.push((i, off)),
             }
         }
-        self.bind_mapped(map.clone(), &plain)?;
         let mut stats = RepackStats::default();
         let mut ranges = Vec::new();
+        // Small plain weights are copied out of the map once something is repacked, so
+        // the map's pages stay released around them (see `copy_to_cpu`).
+        let (small, plain): (Vec<_>, Vec<_>) = if groups.iter().any(|g| !g.is_empty()) {
+            plain.into_iter().partition(|&(i, _)| self.get(i).nbytes() < SMALL_WEIGHT)
+        } else {
+            (Vec::new(), plain)
+        };
+        self.bind_mapped(map.clone(), &plain)?;
+        if !small.is_empty() {
+            let list: Vec<(Tensor<'_>, usize)> = small.iter().map(|&(i, off)| (self.get(i), off)).collect();
+            let buf = copy_to_cpu(&map, &list)?;
+            ranges.extend(list.iter().map(|&(t, off)| (off, off + t.nbytes())));
+            stats.small_copied = (list.len(), list.iter().map(|(t, _)| t.nbytes()).sum());
+            self.buffers.push(buf);
+        }
         for (b, group) in groups.iter().enumerate() {
             if group.is_empty() {
                 continue;
@@ -243,7 +268,7 @@ impl TensorStore {
             stats.buffer_types.push((extra.name(b), group.len()));
             self.buffers.push(buf);
         }
-        if stats.tensors > 0 {
+        if stats.tensors + stats.small_copied.0 > 0 {
             // Each tensor's pages went back as it was copied; this pass (over merged
             // ranges) also catches the pages that adjacent copied tensors share.
             stats.released_bytes = release_pages(&map, &ranges);
@@ -335,11 +360,23 @@ impl Drop for TensorStore {
     }
 }
 
-/// A graph under construction, with its own short-lived metadata context.
+/// A graph under construction, with its own metadata context. A graph can be kept and
+/// computed again with new input values (see [`super::Sched::compute`]): its inputs and
+/// outputs are found again by name with [`Graph::find`].
 pub struct Graph {
     ctx: NonNull<ggml_context>,
     graph: NonNull<ggml_cgraph>,
+    /// Unique per graph (the scheduler remembers which graph it allocated).
+    id: u64,
+    /// Inputs and outputs made through [`Graph::input`] / [`Graph::output`], by name.
+    named: std::cell::RefCell<Vec<(String, NonNull<ggml_tensor>)>>,
 }
+
+// SAFETY: a graph and its context are plain memory owned by this value alone; moving it
+// to another thread moves that ownership. (Not `Sync`: building it mutates the context.)
+unsafe impl Send for Graph {}
+
+static NEXT_GRAPH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Drop for Graph {
     fn drop(&mut self) {
@@ -389,11 +426,26 @@ impl Graph {
         let ctx = new_ctx(max_nodes, extra);
         // SAFETY: context sized for the graph above.
         let g = unsafe { ggml_new_graph_custom(ctx.as_ptr(), max_nodes, false) };
-        Self { ctx, graph: NonNull::new(g).expect("ggml_new_graph_custom failed") }
+        Self {
+            ctx,
+            graph: NonNull::new(g).expect("ggml_new_graph_custom failed"),
+            id: NEXT_GRAPH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            named: Default::default(),
+        }
     }
 
     pub(crate) fn raw_graph(&self) -> *mut ggml_cgraph {
         self.graph.as_ptr()
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The input or output named `name` (made with [`Graph::input`] or passed to
+    /// [`Graph::output`]), if any.
+    pub fn find(&self, name: &str) -> Option<Tensor<'_>> {
+        self.named.borrow().iter().find(|(n, _)| n == name).map(|&(_, t)| Tensor::new(t.as_ptr()))
     }
 
     /// A new input tensor (data set after the scheduler allocates the graph).
@@ -404,16 +456,20 @@ impl Graph {
         set_name(t, name);
         // SAFETY: valid tensor.
         unsafe { ggml_set_input(t) };
-        Tensor::new(t)
+        let t = Tensor::new(t);
+        self.named.borrow_mut().push((name.to_string(), t.ptr));
+        t
     }
 
-    /// Marks `t` as an output and adds it (and what it depends on) to the graph.
+    /// Marks `t` as an output and adds it (and what it depends on) to the graph; it can be
+    /// found again by its name (see [`Graph::find`]).
     pub fn output(&self, t: Tensor<'_>) {
         // SAFETY: valid tensor and graph.
         unsafe {
             ggml_set_output(t.raw());
             ggml_build_forward_expand(self.graph.as_ptr(), t.raw());
         }
+        self.named.borrow_mut().push((t.name(), t.ptr));
     }
 
     /// Adds `t` (and what it depends on) to the graph, e.g. a cache write.
@@ -451,6 +507,17 @@ impl Graph {
         transpose => ggml_transpose);
     unary!(/// SiLU.
         silu => ggml_silu);
+
+    /// Writes the rows of `src` (F32) into rows `idx` (I64, one per row of `src`) of
+    /// `dst`, converting to `dst`'s type; returns the view of `dst`. Row indices must lie
+    /// inside `dst` (ggml checks them while computing) and not repeat.
+    pub fn set_rows<'a>(&'a self, dst: Tensor<'a>, src: Tensor<'a>, idx: Tensor<'a>) -> Tensor<'a> {
+        assert_eq!(dst.ne()[0], src.ne()[0], "set_rows: row lengths differ");
+        assert_eq!(idx.ne()[0], src.ne()[1], "set_rows: one index per source row");
+        assert!(idx.ty() == GGML_TYPE_I64 || idx.ty() == GGML_TYPE_I32, "set_rows: integer indices");
+        // SAFETY: valid context and tensors; shapes checked above, ggml checks the rest.
+        Tensor::new(unsafe { ggml_set_rows(self.ctx.as_ptr(), dst.raw(), src.raw(), idx.raw()) })
+    }
 
     /// RMS norm over rows.
     pub fn rms_norm<'a>(&'a self, a: Tensor<'a>, eps: f32) -> Tensor<'a> {
