@@ -24,6 +24,20 @@ pub enum Error {
     Device(String),
     #[error("{0}")]
     Other(String),
+    /// Stopped on request: a [`crate::CancelToken`], or a load progress callback that
+    /// returned `false`.
+    #[error("cancelled")]
+    Cancelled,
+    /// A saved session state that cannot be restored here: not a state file, another
+    /// format version, another model or session options, or corrupt.
+    #[error("session state: {0}")]
+    State(String),
+    /// A chat template that fails to render the messages, or a model without one.
+    #[error("chat template: {0}")]
+    Chat(String),
+    /// A bad argument given to the library API (an option out of range, an empty list).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

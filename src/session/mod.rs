@@ -3,10 +3,14 @@
 //! (CLEX and its kin) is applied per bucket, re-rotating the cache on a change.
 
 use crate::kv::KvCache;
-use crate::model::{ForwardSpec, Model};
+use crate::model::{v_trans_idxs, BatchInputs, ForwardSpec, Model};
+mod chat;
 mod plan;
+mod shift;
+mod state;
 
 pub use plan::{BucketPolicy, RopePlan, RopeSettings};
+pub use state::STATE_VERSION;
 use crate::{Error, Result};
 use ggml_sys::safe::{Backend, Graph, RopeArgs, Sched};
 use std::sync::Arc;
@@ -53,6 +57,20 @@ impl Default for SessionOptions {
     }
 }
 
+/// A saved copy of a session's cache ([`Session::save_state`]).
+pub struct SessionState {
+    tokens: Vec<u32>,
+    bucket: u32,
+    kv: Vec<u8>,
+}
+
+impl SessionState {
+    /// Tokens in the saved cache.
+    pub fn n_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
 /// The state of one conversation with a model.
 pub struct Session {
     model: Arc<Model>,
@@ -66,6 +84,10 @@ pub struct Session {
     cur_bucket: u32,
     /// Number of cache re-rotations done (bucket changes with a non-empty cache).
     pub rerotations: usize,
+    /// The last forward graph and what it computes: the next batch of the same shape
+    /// (every generated token, until n_kv grows by a pad step) reuses it, skipping the
+    /// graph build and the scheduler's split and allocation.
+    last_graph: Option<(ForwardSpec, Graph)>,
 }
 
 const PAD: usize = 256;
@@ -98,7 +120,7 @@ impl Session {
         let graph_size = (model.n_tensors() * 8).max(2048);
         let backends = device.into_iter().chain(std::iter::once(backend)).collect();
         let sched = Sched::new(backends, graph_size).map_err(Error::Ggml)?;
-        let mut s = Self { model, opts, kv, sched, rope, tokens: Vec::new(), cur_bucket: 0, rerotations: 0 };
+        let mut s = Self { model, opts, kv, sched, rope, tokens: Vec::new(), cur_bucket: 0, rerotations: 0, last_graph: None };
         s.reserve()?;
         Ok(s)
     }
@@ -110,14 +132,13 @@ impl Session {
     /// Reserves compute memory for the largest batch over the full context.
     fn reserve(&mut self) -> Result<()> {
         let g = Graph::new(self.graph_size());
-        let spec = self.spec(self.opts.n_ubatch, 0, self.opts.n_ctx, None, self.rope.args(), true, 1.0);
+        let spec = self.spec(self.opts.n_ubatch, self.opts.n_ctx, None, self.rope.args(), true, 1.0);
         let _ = self.model.build_forward(&self.kv, &g, &spec);
         self.sched.reserve(&g).map_err(Error::Ggml)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn spec(&self, n_tokens: usize, n_past: usize, n_kv: usize, out_rows: Option<usize>, rope: RopeArgs, ff: bool, q_scale: f32) -> ForwardSpec {
-        ForwardSpec { n_tokens, n_past, n_kv, out_rows, flash_attn: self.opts.flash_attn, q_scale, rope, has_freq_factors: ff }
+    fn spec(&self, n_tokens: usize, n_kv: usize, out_rows: Option<usize>, rope: RopeArgs, ff: bool, q_scale: f32) -> ForwardSpec {
+        ForwardSpec { n_tokens, n_kv, out_rows, flash_attn: self.opts.flash_attn, q_scale, rope, has_freq_factors: ff }
     }
 
     /// The model.
@@ -160,6 +181,23 @@ impl Session {
         self.kv.clear();
     }
 
+    /// A copy of the cache and the tokens in it, to come back to with
+    /// [`Session::restore_state`] (e.g. a benchmark's prefilled context).
+    pub fn save_state(&self) -> SessionState {
+        SessionState { tokens: self.tokens.clone(), bucket: self.cur_bucket, kv: self.kv.snapshot() }
+    }
+
+    /// Puts back a state saved from this session (or one with the same options).
+    pub fn restore_state(&mut self, st: &SessionState) -> Result<()> {
+        if st.tokens.len() > self.opts.n_ctx {
+            return Err(Error::Context(format!("a saved state of {} tokens does not fit in -c {}", st.tokens.len(), self.opts.n_ctx)));
+        }
+        self.kv.restore(&st.kv)?;
+        self.tokens.clone_from(&st.tokens);
+        self.cur_bucket = st.bucket;
+        Ok(())
+    }
+
     /// Keeps only the first `n` tokens (the rest of the cache is masked out).
     pub fn truncate(&mut self, n: usize) {
         self.tokens.truncate(n);
@@ -171,6 +209,14 @@ impl Session {
     /// Evaluates `tokens` after those already in the cache and returns logits:
     /// `n_vocab` values for [`Logits::Last`], `tokens.len() × n_vocab` for [`Logits::All`].
     pub fn eval(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.eval_into(tokens, want, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Session::eval`] into `out` (cleared first), whose memory is reused from call to call.
+    pub fn eval_into(&mut self, tokens: &[u32], want: Logits, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
         if tokens.is_empty() {
             return Err(Error::Other("nothing to evaluate (empty token list)".into()));
         }
@@ -196,7 +242,7 @@ impl Session {
             self.cur_bucket = bucket;
         }
         let ff = self.rope.freq_factors(bucket);
-        let mut out = Vec::with_capacity(if want == Logits::All { tokens.len() * n_vocab } else { n_vocab });
+        out.reserve(if want == Logits::All { tokens.len() * n_vocab } else { n_vocab });
         let n_chunks = tokens.len().div_ceil(self.opts.n_ubatch);
         for (ci, chunk) in tokens.chunks(self.opts.n_ubatch).enumerate() {
             let last_chunk = ci + 1 == n_chunks;
@@ -205,18 +251,15 @@ impl Session {
                 Logits::Last if last_chunk => Some(1),
                 Logits::Last => None,
             };
-            let logits = self.forward(chunk, rows, ff.as_deref(), total)?;
-            if let Some(l) = logits {
-                out.extend_from_slice(&l);
-            }
+            self.forward(chunk, rows, ff.as_deref(), total, out)?;
             self.tokens.extend_from_slice(chunk);
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// One forward pass of `chunk` at position `n_past`; returns the logits of the last
-    /// `rows` tokens (all when rows == chunk.len()), or none.
-    fn forward(&mut self, chunk: &[u32], rows: Option<usize>, ff: Option<&[f32]>, total: usize) -> Result<Option<Vec<f32>>> {
+    /// One forward pass of `chunk` at position `n_past`; appends the logits of the last
+    /// `rows` tokens (all when rows == chunk.len()) to `out`, or nothing.
+    fn forward(&mut self, chunk: &[u32], rows: Option<usize>, ff: Option<&[f32]>, total: usize, out: &mut Vec<f32>) -> Result<()> {
         let n_past = self.tokens.len();
         let nt = chunk.len();
         let n_kv = (n_past + nt).div_ceil(PAD).saturating_mul(PAD).min(self.opts.n_ctx);
@@ -224,15 +267,32 @@ impl Session {
         // All rows: no selection needed.
         let out_rows = if want_rows == nt { None } else { Some(want_rows) };
         let q_scale = self.rope.q_scale(total);
-        let spec = self.spec(nt, n_past, n_kv, out_rows, self.rope.args(), ff.is_some(), q_scale);
-        let g = Graph::new(self.graph_size());
-        let inp = self.model.build_forward(&self.kv, &g, &spec);
-        self.sched.alloc(&g).map_err(Error::Ggml)?;
+        let spec = self.spec(nt, n_kv, out_rows, self.rope.args(), ff.is_some(), q_scale);
+        if self.last_graph.as_ref().map_or(true, |(s, _)| *s != spec) {
+            // Drop the old graph first: its scheduler allocation goes with the new one.
+            self.last_graph = None;
+            let g = Graph::new(self.graph_size());
+            let _ = self.model.build_forward(&self.kv, &g, &spec);
+            self.last_graph = Some((spec, g));
+        }
+        let Self { sched, last_graph, kv, opts, model, .. } = self;
+        let g = &last_graph.as_ref().expect("set above").1;
+        if !sched.is_allocated(g) {
+            sched.alloc(g).map_err(Error::Ggml)?;
+        }
+        let inp = BatchInputs::find(g).ok_or_else(|| Error::Ggml("forward graph without its inputs".into()))?;
 
         let toks: Vec<i32> = chunk.iter().map(|&t| t as i32).collect();
         inp.tokens.set_i32(&toks);
         let pos: Vec<i32> = (n_past..n_past + nt).map(|p| p as i32).collect();
         inp.pos.set_i32(&pos);
+        let cells: Vec<i64> = (n_past..n_past + nt).map(|p| p as i64).collect();
+        inp.k_idxs.set_i64(&cells);
+        if kv.v_trans {
+            inp.v_idxs.set_i64(&v_trans_idxs(n_past, nt, model.hparams.n_embd_kv(), kv.n_ctx));
+        } else {
+            inp.v_idxs.set_i64(&cells);
+        }
         if let (Some(t), Some(ff)) = (inp.freq_factors, ff) {
             t.set_f32(ff);
         }
@@ -240,21 +300,24 @@ impl Session {
             let ids: Vec<i32> = (nt - want_rows..nt).map(|i| i as i32).collect();
             t.set_i32(&ids);
         }
-        fill_mask(&inp.mask, n_past, nt, n_kv, self.opts.flash_attn);
-        self.sched.compute(&g).map_err(Error::Ggml)?;
+        fill_mask(&inp.mask, n_past, nt, n_kv, opts.flash_attn);
+        sched.compute(g).map_err(Error::Ggml)?;
         if rows.is_none() {
-            return Ok(None);
+            return Ok(());
         }
-        let n_vocab = self.model.hparams.n_vocab;
-        let mut logits = vec![0f32; want_rows * n_vocab];
-        inp.logits.get_f32(0, &mut logits);
-        Ok(Some(logits))
+        let n_vocab = model.hparams.n_vocab;
+        let start = out.len();
+        out.resize(start + want_rows * n_vocab, 0.0);
+        inp.logits.get_f32(0, &mut out[start..]);
+        Ok(())
     }
 
     /// Brings every cached key from bucket `from`'s basis to bucket `to`'s.
     fn rerotate(&mut self, from: u32, to: u32) -> Result<()> {
         let Some(delta) = self.rope.delta_factors(from, to) else { return Ok(()) };
         let n = self.tokens.len();
+        // The re-rotation graph takes the scheduler; the kept forward graph is rebuilt after.
+        self.last_graph = None;
         let g = Graph::new(self.graph_size());
         let inp = self.model.build_rerotate(&self.kv, &g, n, &self.rope.delta_args());
         self.sched.alloc(&g).map_err(Error::Ggml)?;
