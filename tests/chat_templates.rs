@@ -4,8 +4,20 @@
 //! llama.cpp's `tests/test-chat-template.cpp` (legacy `llama_chat_apply_template` path,
 //! `add_generation_prompt = true`); the ones it does not list (`llama2-sys`,
 //! `mistral-v7-tekken`) are derived from `src/llama-chat.cpp`.
+//!
+//! Token ids are checked against llama.cpp itself (llama-cpp-2: `llama_chat_apply_template`
+//! then `llama_tokenize` with special tokens added and parsed) for the Qwen2.5 GGUF's own
+//! template and for the llama-2, mistral and llama-3 formats on llama.cpp's vocab files.
+//! Every real template shipped in llama.cpp's tree (`models/templates/*.jinja`) must render.
 
-use clex::chat::{builtin, builtin_names, format_time, ChatMessage, ChatTemplate};
+use clex::chat::{builtin, builtin_names, format_time, ChatFormat, ChatMessage, ChatTemplate, TemplateSource};
+use clex::gguf::GgufFile;
+use clex::tokenizer::Tokenizer;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use std::path::Path;
+
+mod common;
 
 fn conversation() -> Vec<ChatMessage> {
     vec![
@@ -235,4 +247,170 @@ fn python_methods_and_errors() {
         e.starts_with("chat template syntax error:") && e.contains("chat_template:1"),
         "{e}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Token ids against llama.cpp
+
+fn vocab_only(path: &Path) -> LlamaModel {
+    let params = LlamaModelParams::default().with_vocab_only(true);
+    LlamaModel::load_from_file(common::oracle::backend(), path, &params).expect("llama.cpp loads the vocab")
+}
+
+/// llama.cpp's prompt tokens: `llama_chat_apply_template(tmpl)` then tokenized with
+/// special tokens added and parsed, as llama-cli does with the first prompt.
+fn llama_cpp_tokens(lm: &LlamaModel, tmpl: &LlamaChatTemplate, msgs: &[ChatMessage], add_ass: bool) -> Vec<u32> {
+    let chat: Vec<LlamaChatMessage> =
+        msgs.iter().map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()).unwrap()).collect();
+    let text = lm.apply_chat_template(tmpl, &chat, add_ass).expect("llama.cpp applies the template");
+    common::oracle::tokenize(lm, &text, true)
+}
+
+fn our_tokenizer(path: &Path) -> (GgufFile, Tokenizer) {
+    let f = GgufFile::open(path).unwrap();
+    let tok = Tokenizer::from_gguf(&f).unwrap();
+    (f, tok)
+}
+
+/// Our tokens for the test conversation (and its first turns) equal llama.cpp's, with and
+/// without the generation prompt.
+fn check_tokens(what: &str, fmt: &ChatFormat, tok: &Tokenizer, lm: &LlamaModel, tmpl: &LlamaChatTemplate) {
+    let conv = conversation();
+    for n in [conv.len(), 4, 2] {
+        for add in [true, false] {
+            let ours = fmt.tokens(tok, &conv[..n], add).unwrap();
+            let theirs = llama_cpp_tokens(lm, tmpl, &conv[..n], add);
+            assert_eq!(ours, theirs, "{what}: {n} messages, add_generation_prompt = {add}");
+        }
+    }
+    eprintln!("{what}: {} tokens, equal to llama.cpp's", fmt.tokens(tok, &conv, true).unwrap().len());
+}
+
+#[test]
+fn qwen_gguf_template_tokens_match_llama_cpp() {
+    let Some(path) = common::qwen() else { return };
+    let (f, tok) = our_tokenizer(&path);
+    let fmt = ChatFormat::for_model(&f, &tok, None).unwrap();
+    assert_eq!(fmt.source(), &TemplateSource::Gguf);
+    let lm = vocab_only(&path);
+    let tmpl = lm.chat_template(None).expect("the Qwen GGUF has a template");
+    check_tokens("qwen2.5 GGUF template", &fmt, &tok, &lm, &tmpl);
+    // The ids really are ChatML's: <|im_start|> opens each of the 6 turns and the prompt.
+    let ids = fmt.tokens(&tok, &conversation(), true).unwrap();
+    let im_start = tok.token_id("<|im_start|>").unwrap();
+    assert_eq!(ids.iter().filter(|&&t| t == im_start).count(), 7);
+    assert_eq!(ids[0], im_start, "no BOS: the Qwen vocabulary does not add one");
+}
+
+fn named_template_tokens(vocab: &str, names: &[&str]) {
+    let Some(path) = common::test_file(&format!("vocab/{vocab}")) else { return };
+    let (f, tok) = our_tokenizer(&path);
+    let lm = vocab_only(&path);
+    for name in names {
+        let fmt = ChatFormat::for_model(&f, &tok, Some(name)).unwrap();
+        check_tokens(&format!("{name} on {vocab}"), &fmt, &tok, &lm, &LlamaChatTemplate::new(name).unwrap());
+    }
+}
+
+#[test]
+fn llama2_and_mistral_tokens_match_llama_cpp() {
+    named_template_tokens(
+        "ggml-vocab-llama-spm.gguf",
+        &["llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip", "mistral", "mistral-v1", "mistral-v3", "mistral-v7"],
+    );
+}
+
+#[test]
+fn llama3_tokens_match_llama_cpp() {
+    named_template_tokens("ggml-vocab-llama-bpe.gguf", &["llama3", "chatml"]);
+}
+
+/// Jinja templates that write the BOS text themselves (as Llama 2/3 ones on the Hub do):
+/// the vocabulary adds BOS, so the leading one is dropped and the ids equal llama.cpp's
+/// built-in formats (one BOS, later ones kept).
+#[test]
+fn jinja_bos_text_is_not_doubled() {
+    let llama3_like = "{% for m in messages %}{% set c = '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' %}\
+        {% if loop.first %}{% set c = bos_token + c %}{% endif %}{{ c }}{% endfor %}\
+        {% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+    let llama2_like = "{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}{% set rest = messages[1:] %}\
+        {% else %}{% set rest = messages %}{% endif %}{% for m in rest %}{% if m['role'] == 'user' %}\
+        {{ bos_token + '[INST] ' }}{% if loop.first and sys is defined %}{{ '<<SYS>>\\n' + sys + '\\n<</SYS>>\\n\\n' }}{% endif %}\
+        {{ m['content'] + ' [/INST]' }}{% else %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}";
+    for (vocab, src, name) in [("ggml-vocab-llama-bpe.gguf", llama3_like, "llama3"), ("ggml-vocab-llama-spm.gguf", llama2_like, "llama2-sys-bos")] {
+        let Some(path) = common::test_file(&format!("vocab/{vocab}")) else { return };
+        let (_, tok) = our_tokenizer(&path);
+        let fmt = ChatFormat::new(src, TemplateSource::File("test.jinja".into()), &tok).unwrap();
+        let lm = vocab_only(&path);
+        let conv = conversation();
+        let ours = fmt.tokens(&tok, &conv, true).unwrap();
+        let theirs = llama_cpp_tokens(&lm, &LlamaChatTemplate::new(name).unwrap(), &conv, true);
+        assert_eq!(ours, theirs, "jinja {name}-like template on {vocab}");
+        assert_eq!(ours.iter().filter(|&&t| Some(t) == tok.bos()).count(), if name == "llama3" { 1 } else { 3 });
+    }
+}
+
+#[test]
+fn missing_or_bad_templates_are_clear_errors() {
+    let Some(path) = common::test_file("vocab/ggml-vocab-llama-spm.gguf") else { return };
+    let (f, tok) = our_tokenizer(&path);
+    let e = ChatFormat::for_model(&f, &tok, None).unwrap_err();
+    assert!(e.contains("no chat template") && e.contains("--chat-template") && e.contains("chatml"), "{e}");
+    let e = ChatFormat::for_model(&f, &tok, Some("/no/such/template.jinja")).unwrap_err();
+    assert!(e.contains("neither a built-in template") && e.contains("/no/such/template.jinja"), "{e}");
+    let bad = common::temp_path("bad.jinja");
+    std::fs::write(&bad, "{% for m in messages %}{{ m.content }").unwrap();
+    let e = ChatFormat::for_model(&f, &tok, Some(bad.to_str().unwrap())).unwrap_err();
+    assert!(e.contains("bad.jinja") && e.contains("syntax error"), "{e}");
+}
+
+/// llama.cpp's collection of real Hub templates: each renders a system + 3-turn
+/// conversation, and the text contains every message (the system text too, merged into
+/// the first user turn for templates without a system role, as Gemma's).
+#[test]
+fn real_templates_from_llama_cpp_render() {
+    let Some(dir) = common::test_file("llama.cpp/models/templates") else { return };
+    let Some(vocab) = common::test_file("vocab/ggml-vocab-llama-spm.gguf") else { return };
+    let (_, tok) = our_tokenizer(&vocab);
+    // Templates that need variables only their authors' callers pass (undefined in
+    // transformers too).
+    const NEEDS_CALLER_VARIABLES: &[&str] = &["fireworks-ai-llama-3-firefunction-v2.jinja"];
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jinja"))
+        .filter(|p| !NEEDS_CALLER_VARIABLES.iter().any(|n| p.ends_with(n)))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "only {} templates in {}", names.len(), dir.display());
+    let conv = conversation();
+    let (mut failed, mut merged) = (Vec::new(), 0);
+    for p in &names {
+        let src = std::fs::read_to_string(p).unwrap();
+        let out = ChatFormat::new(&src, TemplateSource::File(p.clone()), &tok).and_then(|f| {
+            merged += usize::from(!f.has_system_role());
+            f.render(&conv, true)
+        });
+        match out {
+            Ok(text) => {
+                for m in &conv {
+                    if !text.contains(m.content.trim()) {
+                        failed.push(format!("{}: message {:?} missing from the output", p.display(), m.content));
+                    }
+                }
+            }
+            Err(e) => failed.push(format!("{}: {e}", p.display())),
+        }
+    }
+    eprintln!("{} of {} real templates render ({merged} without a system role)", names.len() - failed.len(), names.len());
+    assert!(failed.is_empty(), "{} templates fail:\n{}", failed.len(), failed.join("\n\n"));
+    assert!(merged >= 1, "Gemma 2's template has no system role");
+}
+
+#[test]
+fn generation_blocks_render_their_content() {
+    let src = "{% for m in messages %}{% if m.role == 'assistant' %}{%- generation -%} [{{ m.content }}] {%- endgeneration %}{% else %}<{{ m.content }}>{% endif %}{% endfor %}";
+    let t = ChatTemplate::new(src, "", "").unwrap();
+    let msgs = [ChatMessage::new("user", "q"), ChatMessage::new("assistant", "a")];
+    assert_eq!(t.render(&msgs, false).unwrap(), "<q>[a]");
 }
