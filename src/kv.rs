@@ -66,6 +66,8 @@ impl KvCache {
                 )));
             }
         }
+        let host_layers = hp.n_layer - device.map_or(0, |(_, n)| n.min(hp.n_layer));
+        check_fits(hp, n_ctx, type_k, type_v, host_layers, available_memory())?;
         let v_quant = type_info(type_v).map(|t| t.block_size > 1).unwrap_or(false);
         if v_quant && !flash_attn {
             return Err(Error::Other("a quantized V cache needs flash attention (-fa on)".into()));
@@ -111,4 +113,83 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.store.clear(0);
     }
+
+    /// A copy of every layer's K and V bytes (see [`KvCache::restore`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let tensors = || self.k.iter().chain(&self.v).map(|&i| self.store.get(i));
+        let mut out = vec![0u8; tensors().map(|t| t.nbytes()).sum()];
+        let mut at = 0;
+        for t in tensors() {
+            t.get_bytes(0, &mut out[at..at + t.nbytes()]);
+            at += t.nbytes();
+        }
+        out
+    }
+
+    /// Writes back a [`KvCache::snapshot`] of a cache of the same shape and types.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let tensors = || self.k.iter().chain(&self.v).map(|&i| self.store.get(i));
+        let want: usize = tensors().map(|t| t.nbytes()).sum();
+        if bytes.len() != want {
+            return Err(Error::Other(format!("KV snapshot has {} bytes, this cache {want}", bytes.len())));
+        }
+        let mut at = 0;
+        for t in tensors() {
+            t.set_bytes(0, &bytes[at..at + t.nbytes()]);
+            at += t.nbytes();
+        }
+        Ok(())
+    }
+}
+
+/// The most a KV cache may take when the free memory cannot be read (no `/proc`): 1 TiB.
+pub const KV_ABSOLUTE_LIMIT: u64 = 1 << 40;
+
+/// Memory this process can still take, in bytes: `MemAvailable` from `/proc/meminfo`,
+/// lowered to the cgroup v2 headroom (`memory.max − memory.current`) when one is set.
+/// `None` when `/proc/meminfo` cannot be read.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let mut avail = kb.saturating_mul(1024);
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok()?.trim().parse::<u64>().ok();
+    if let (Some(max), Some(cur)) = (read("memory.max"), read("memory.current")) {
+        avail = avail.min(max.saturating_sub(cur));
+    }
+    Some(avail)
+}
+
+/// Refuses, before anything is allocated, a cache whose host part (`host_layers` layers)
+/// does not fit in `available` bytes ([`available_memory`]; [`KV_ABSOLUTE_LIMIT`] when
+/// unknown, and never more). The error (`Error::Context`) gives both figures and the ways out.
+pub fn check_fits(
+    hp: &HParams,
+    n_ctx: usize,
+    type_k: u32,
+    type_v: u32,
+    host_layers: usize,
+    available: Option<u64>,
+) -> Result<()> {
+    let row = |t: u32| -> Result<u128> {
+        let ti = type_info(t).ok_or_else(|| Error::Other(format!("bad cache type {t}")))?;
+        Ok((hp.n_embd_kv() as u128).div_ceil(ti.block_size as u128) * ti.type_size as u128)
+    };
+    let per_cell = row(type_k)? + row(type_v)?;
+    let need = per_cell * n_ctx as u128 * host_layers as u128;
+    let limit = available.unwrap_or(KV_ABSOLUTE_LIMIT).min(KV_ABSOLUTE_LIMIT);
+    if need <= limit as u128 {
+        return Ok(());
+    }
+    let name = |t: u32| type_info(t).map_or("?", |ti| ti.name);
+    let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+    let what = if available.is_some() { "of memory is available (MemAvailable)" } else { "is the limit (free memory unknown)" };
+    Err(Error::Context(format!(
+        "the KV cache for -c {n_ctx} needs {:.1} GiB ({host_layers} layers × {n_ctx} cells × {per_cell} bytes, K {} + V {}) \
+         but only {:.1} GiB {what}; use a smaller -c, or a quantized cache (-ctk q8_0 -ctv q8_0 -fa on halves it, q4_0 \
+         takes 3.6× less than f16)",
+        gib(need),
+        name(type_k),
+        name(type_v),
+        gib(limit as u128),
+    )))
 }

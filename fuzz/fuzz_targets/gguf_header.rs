@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(a) = v.as_array() {
             std::hint::black_box((a.to_f32(), a.to_i64(), a.as_strings().map(|s| s.len())));
         }
-        std::hint::black_box((f.get_u64(k), f.get_u32(k), f.get_i64(k), f.get_f32(k), f.get_bool(k), f.get_str(k)));
+        let _ = std::hint::black_box((f.get_u64(k), f.get_u32(k), f.get_i64(k), f.get_f32(k), f.get_bool(k), f.get_str(k)));
     }
     for t in f.tensors() {
         assert_eq!(f.tensor(&t.name).map(|u| u.offset), Some(t.offset));

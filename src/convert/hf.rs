@@ -159,6 +159,16 @@ impl HfConfig {
         Self::from_json(read_json(&path)?)
     }
 
+    /// Parses and validates the text of a `config.json` (as [`HfConfig::load`] does with
+    /// the file's contents).
+    pub fn from_json_text(text: &str) -> Result<HfConfig> {
+        match serde_json::from_str(text) {
+            Ok(Json::Object(m)) => Self::from_json(m),
+            Ok(_) => Err(cfg_err("not a JSON object")),
+            Err(e) => Err(cfg_err(e)),
+        }
+    }
+
     /// Validates a parsed `config.json`. Every error names the field.
     pub fn from_json(raw: Map<String, Json>) -> Result<HfConfig> {
         let m = &raw;
@@ -323,12 +333,23 @@ fn parse_rope_scaling(m: &Map<String, Json>, max_pos: u32, head_dim: u32) -> Res
             beta_fast: get_f32(rs, p, "beta_fast")?,
             beta_slow: get_f32(rs, p, "beta_slow")?,
         },
-        "llama3" => RopeScaling::Llama3 {
-            factor: get_f32(rs, p, "factor")?.unwrap_or(8.0),
-            low_freq_factor: get_f32(rs, p, "low_freq_factor")?.unwrap_or(1.0),
-            high_freq_factor: get_f32(rs, p, "high_freq_factor")?.unwrap_or(4.0),
-            original_context: get_u32(rs, p, "original_max_position_embeddings")?.unwrap_or(8192),
-        },
+        "llama3" => {
+            let (factor, low, high) = (
+                get_f32(rs, p, "factor")?.unwrap_or(8.0),
+                get_f32(rs, p, "low_freq_factor")?.unwrap_or(1.0),
+                get_f32(rs, p, "high_freq_factor")?.unwrap_or(4.0),
+            );
+            let original_context = get_u32(rs, p, "original_max_position_embeddings")?.unwrap_or(8192);
+            // As transformers' `_validate_llama3_parameters`: the frequency bands must be ordered.
+            if factor <= 0.0 || low <= 0.0 || high <= low || original_context == 0 {
+                return Err(cfg_err(format!(
+                    "rope_scaling (llama3) needs factor > 0, 0 < low_freq_factor < high_freq_factor and \
+                     original_max_position_embeddings > 0; found factor {factor}, low_freq_factor {low}, \
+                     high_freq_factor {high}, original_max_position_embeddings {original_context}"
+                )));
+            }
+            RopeScaling::Llama3 { factor, low_freq_factor: low, high_freq_factor: high, original_context }
+        }
         "clex" => {
             let why = " (required for CLEX)";
             let max_factor = need_u32(rs, p, "max_factor", why)?;
@@ -338,8 +359,16 @@ fn parse_rope_scaling(m: &Map<String, Json>, max_pos: u32, head_dim: u32) -> Res
                 Some(s) => ClexAct::parse(s).map_err(|e| cfg_err(format!("rope_scaling.act: {e}")))?,
             };
             let time_dt = get_f32(rs, p, "time_dt")?.unwrap_or(0.01);
-            if time_dt <= 0.0 || time_dt > 1.0 {
-                return Err(cfg_err(format!("rope_scaling.time_dt must be in (0, 1], found {time_dt}")));
+            // The GGUF loader's bounds (src/clex.rs, src/model/clex_gguf.rs): the ODE solve
+            // costs (T − 1) / time_dt RK4 steps and T·d/2 table entries.
+            if !(1e-4..=1.0).contains(&time_dt) {
+                return Err(cfg_err(format!("rope_scaling.time_dt must be in [1e-4, 1], found {time_dt}")));
+            }
+            if max_factor > 4096 || param_factor > 64 {
+                return Err(cfg_err(format!(
+                    "implausible CLEX sizes: rope_scaling.max_factor {max_factor} (at most 4096), \
+                     rope_scaling.param_factor {param_factor} (at most 64)"
+                )));
             }
             if head_dim < 4 {
                 return Err(cfg_err(format!("head_dim ({head_dim}) must be >= 4 for CLEX")));
@@ -358,6 +387,26 @@ fn parse_rope_scaling(m: &Map<String, Json>, max_pos: u32, head_dim: u32) -> Res
             )))
         }
     })
+}
+
+/// What [`super::convert`] checks before it writes anything: the config against the
+/// checkpoint's tensors (names, dtypes, shapes, leftovers) and, for CLEX, that the ODE
+/// solves on the checkpoint's weights. Returns the vocabulary size. Needs no files (with
+/// [`HfConfig::from_json_text`] and [`Checkpoint::from_bytes`]): for tools and fuzzing.
+pub fn check_checkpoint(cfg: &HfConfig, ck: &Checkpoint) -> Result<usize> {
+    let (plan, n_vocab, _tied) = super::plan_tensors(cfg, ck)?;
+    if let Some(params) = cfg.clex_params() {
+        let get = |n: &str| -> Result<Vec<f32>> {
+            let p = plan.iter().find(|p| p.name == n).ok_or_else(|| Error::Model(format!("missing {n}")))?;
+            match &p.source {
+                super::Source::Hf { t, .. } => ck.to_f32(t),
+                super::Source::Data(v) => Ok(v.clone()),
+            }
+        };
+        crate::clex::ClexTable::solve(&params, &get("clex.inv_freq")?, &get("clex.ode_up_proj")?, &get("clex.ode_down_proj")?)
+            .map_err(|e| Error::Clex(format!("the checkpoint's CLEX ODE does not solve: {e}")))?;
+    }
+    Ok(n_vocab)
 }
 
 /// One source tensor: where its bytes are and what they are.
@@ -380,10 +429,26 @@ impl SourceTensor {
     }
 }
 
+/// The bytes of one safetensors file: mapped, or in memory ([`Checkpoint::from_bytes`]).
+#[derive(Debug)]
+enum FileBytes {
+    Mapped(MappedFile),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m.bytes(),
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
 /// The safetensors files of a checkpoint, memory-mapped, and an index of their tensors.
 #[derive(Debug)]
 pub struct Checkpoint {
-    files: Vec<(PathBuf, MappedFile)>,
+    files: Vec<(PathBuf, FileBytes)>,
     tensors: BTreeMap<String, SourceTensor>,
 }
 
@@ -425,35 +490,50 @@ impl Checkpoint {
                 if bin { " (PyTorch .bin checkpoints are not supported; save the model with safetensors)" } else { "" }
             )));
         };
-        let mut files = Vec::new();
-        let mut tensors = BTreeMap::new();
-        for (fi, path) in paths.into_iter().enumerate() {
+        let mut ck = Checkpoint { files: Vec::new(), tensors: BTreeMap::new() };
+        for path in paths {
             let map = MappedFile::open(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
-            let (n, meta): (usize, Metadata) = SafeTensors::read_metadata(map.bytes())
-                .map_err(|e| Error::Model(format!("{}: invalid safetensors: {e:?}", path.display())))?;
-            let base = 8 + n;
-            for (name, info) in meta.tensors() {
-                let (s, e) = info.data_offsets;
-                let st = SourceTensor {
-                    name: name.clone(),
-                    file: fi,
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start: base + s,
-                    end: base + e,
-                };
-                if let Some(prev) = tensors.insert(name.clone(), st) {
-                    let (prev_path, _): &(PathBuf, MappedFile) = &files[prev.file];
-                    return Err(Error::Model(format!(
-                        "tensor {name:?} is in both {} and {}",
-                        prev_path.display(),
-                        path.display()
-                    )));
-                }
-            }
-            files.push((path, map));
+            ck.add_file(path, FileBytes::Mapped(map))?;
         }
-        Ok(Checkpoint { files, tensors })
+        Ok(ck)
+    }
+
+    /// A checkpoint of one safetensors file held in memory (`name` stands for its path in
+    /// messages): the same validation as [`Checkpoint::open`], without files.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Checkpoint> {
+        let mut ck = Checkpoint { files: Vec::new(), tensors: BTreeMap::new() };
+        ck.add_file(PathBuf::from(name), FileBytes::Owned(bytes))?;
+        Ok(ck)
+    }
+
+    /// Indexes one file's tensors (the safetensors crate checks the header, the offsets and
+    /// that the data fills the file exactly).
+    fn add_file(&mut self, path: PathBuf, data: FileBytes) -> Result<()> {
+        let fi = self.files.len();
+        let (n, meta): (usize, Metadata) = SafeTensors::read_metadata(data.bytes())
+            .map_err(|e| Error::Model(format!("{}: invalid safetensors: {e:?}", path.display())))?;
+        let base = 8 + n;
+        for (name, info) in meta.tensors() {
+            let (s, e) = info.data_offsets;
+            let st = SourceTensor {
+                name: name.clone(),
+                file: fi,
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                start: base + s,
+                end: base + e,
+            };
+            if let Some(prev) = self.tensors.insert(name.clone(), st) {
+                let prev_path = if prev.file < fi { &self.files[prev.file].0 } else { &path };
+                return Err(Error::Model(format!(
+                    "tensor {name:?} is in both {} and {}",
+                    prev_path.display(),
+                    path.display()
+                )));
+            }
+        }
+        self.files.push((path, data));
+        Ok(())
     }
 
     /// All tensors, by name.
