@@ -26,6 +26,10 @@ pub enum Command {
     ExportLlamacpp(ExportArgs),
     /// List the compute devices (CPU, GPUs) this build of ggml sees.
     Devices,
+    /// Prompt / generation speed, as llama.cpp's llama-bench (same tests, flags and output).
+    Bench(BenchArgs),
+    /// Interactive chat with the model's chat template (also `clex-run MODEL -i` / `-cnv`).
+    Chat(GenerateArgs),
 }
 
 /// Model and runtime settings shared by every command that runs a model.
@@ -161,6 +165,28 @@ pub struct GenerateArgs {
     /// More logging on stderr (and peak RSS at the end).
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
+    #[command(flatten)]
+    pub chat: ChatFlags,
+}
+
+/// Chat settings (`clex-run chat`, or `-i` / `-cnv` on the default command). In a chat,
+/// `-p`/`-f` is the first user message and `-n` the most tokens of each reply.
+#[derive(Args, Debug, Clone)]
+pub struct ChatFlags {
+    /// Interactive chat (conversation mode), as llama-cli's -i / -cnv.
+    #[arg(short = 'i', long = "interactive", visible_aliases = ["cnv", "conversation"])]
+    pub interactive: bool,
+    /// System prompt of the chat.
+    #[arg(long = "system", visible_alias = "sys", alias = "system-prompt", value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (chatml, llama2, llama3, mistral-v7, …) or a Jinja
+    /// file (default: the model's tokenizer.chat_template).
+    #[arg(long = "chat-template", value_name = "NAME|FILE")]
+    pub chat_template: Option<String>,
+    /// When the context is full: stop (say so, keep the conversation) or shift (drop the
+    /// oldest turns, keep the system prompt, move the cache down).
+    #[arg(long = "ctx-full", default_value = "stop", value_parser = ["stop", "shift"])]
+    pub ctx_full: String,
 }
 
 /// `inspect` arguments.
@@ -242,6 +268,73 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+/// `bench` arguments: llama-bench's flags. List flags take comma-separated values (and
+/// integer ranges `first-last`, `first-last+step`, `first-last*mult`) or repeat; every
+/// combination is one test, as in llama-bench.
+#[derive(Args, Debug, Clone)]
+#[command(mut_arg("rope_scaling", |a| a.help("RoPE scalings to compare, comma-separated: none, linear, yarn, dynamic-ntk, clex-ntk, clex (default: the model's)").value_name("KIND[,KIND…]")))]
+pub struct BenchArgs {
+    /// Model file(s) (GGUF).
+    #[arg(value_name = "MODEL")]
+    pub model_pos: Option<PathBuf>,
+    /// Model file(s), comma-separated, as llama-bench's -m.
+    #[arg(short = 'm', long = "model", value_name = "FILE[,FILE…]")]
+    pub model: Vec<String>,
+    /// Prompt lengths (pp tests; 0: none).
+    #[arg(short = 'p', long = "n-prompt", value_name = "N[,N…]")]
+    pub n_prompt: Vec<String>,
+    /// Generation lengths (tg tests; 0: none).
+    #[arg(short = 'n', long = "n-gen", value_name = "N[,N…]")]
+    pub n_gen: Vec<String>,
+    /// Prompt then generation in one test (pp+tg), as PP,TG; repeat for more.
+    #[arg(long = "pg", value_name = "PP,TG")]
+    pub pg: Vec<String>,
+    /// Tokens already in the cache before each test (prefilled, not timed): "@ dN".
+    #[arg(short = 'd', long = "n-depth", value_name = "N[,N…]")]
+    pub n_depth: Vec<String>,
+    /// Logical batch: tokens per evaluation call.
+    #[arg(short = 'b', long = "batch-size", value_name = "N[,N…]")]
+    pub n_batch: Vec<String>,
+    /// Physical batch: tokens per forward pass.
+    #[arg(long = "ubatch-size", visible_alias = "ub", value_name = "N[,N…]")]
+    pub n_ubatch: Vec<String>,
+    /// K cache types.
+    #[arg(long = "cache-type-k", visible_alias = "ctk", value_name = "T[,T…]")]
+    pub type_k: Vec<String>,
+    /// V cache types (quantized ones need flash attention).
+    #[arg(long = "cache-type-v", visible_alias = "ctv", value_name = "T[,T…]")]
+    pub type_v: Vec<String>,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long = "threads", value_name = "N[,N…]")]
+    pub threads: Vec<String>,
+    /// Flash attention: on|off|auto or 1|0 (auto = on).
+    #[arg(long = "flash-attn", visible_alias = "fa", value_name = "on|off|auto[,…]")]
+    pub flash_attn: Vec<String>,
+    /// CPU weight repacking (llama.cpp's extra buffer types): 1 (default) or 0.
+    #[arg(long = "repack", value_name = "0|1[,…]")]
+    pub repack: Vec<String>,
+    /// Layers to offload to a GPU (builds with a GPU backend).
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N[,N…]")]
+    pub n_gpu_layers: Vec<String>,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub reps: usize,
+    /// Output format on stdout: md, csv, json, jsonl.
+    #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "csv", "json", "jsonl"])]
+    pub output: String,
+    /// No warm-up run before each test.
+    #[arg(long = "no-warmup")]
+    pub no_warmup: bool,
+    /// Progress on stderr.
+    #[arg(long = "progress")]
+    pub progress: bool,
+    /// More logging on stderr (ggml's CPU features, peak RSS).
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub rope: RopeArgs,
+}
+
 /// llama.cpp spells some long flags with one dash (`-ngl 99`, `-fa on`, `-ctk q8_0`);
 /// clap reads `-fa` as `-f a`. These are rewritten to their `--` form before parsing,
 /// so llama.cpp command lines work unchanged.
@@ -250,6 +343,9 @@ const SINGLE_DASH_LONG: &[&str] = &["ngl", "fa", "ctk", "ctv", "ub", "nr", "cnv"
 /// Rewrites llama.cpp's single-dash long flags (see [`SINGLE_DASH_LONG`]) to `--flag`.
 pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut after_dashdash = false;
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    // llama-bench's `-pg PP,TG` (elsewhere `-pg` stays `-p g`).
+    let bench = args.get(1).is_some_and(|a| a == "bench");
     args.into_iter()
         .map(|a| {
             if after_dashdash {
@@ -264,6 +360,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec
                 Some(rest) if !rest.starts_with('-') && SINGLE_DASH_LONG.contains(&rest.split('=').next().unwrap_or("")) => {
                     format!("-{s}").into()
                 }
+                Some("pg") if bench => "--pg".into(),
                 _ => a,
             }
         })

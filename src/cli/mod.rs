@@ -2,6 +2,8 @@
 //! one line on stderr and an exit code.
 
 pub mod args;
+mod bench;
+mod chat;
 mod common;
 mod convert;
 mod devices;
@@ -41,7 +43,8 @@ fn code_for(e: &clex::Error) -> u8 {
 /// Parses arguments, runs the command, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(args::normalize_args(std::env::args_os()));
-    let verbose = cli.generate.verbose;
+    let verbose = cli.generate.verbose || matches!(&cli.command, Some(Command::Bench(b)) if b.verbose);
+    let verbose = verbose || matches!(&cli.command, Some(Command::Chat(c)) if c.verbose);
     init_logging(verbose);
     let result = match &cli.command {
         Some(Command::Inspect(a)) => inspect::run(a),
@@ -49,6 +52,9 @@ pub fn main() -> ExitCode {
         Some(Command::Convert(a)) => convert::run(a),
         Some(Command::ExportLlamacpp(a)) => convert::export(a),
         Some(Command::Devices) => devices::run(),
+        Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Chat(a)) => chat::run(a),
+        None if cli.generate.chat.interactive => chat::run(&cli.generate),
         None => generate::run(&cli.generate).map_err(|e| {
             if generate::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
                 std::process::exit(exit::INTERRUPTED as i32);
@@ -70,10 +76,7 @@ fn init_logging(verbose: bool) {
     let default = if verbose { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("CLEX_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
-    ggml_sys::safe::set_log_sink(|level, line| match level {
-        ggml_sys::safe::LogLevel::Error => tracing::error!(target: "ggml", "{line}"),
-        ggml_sys::safe::LogLevel::Warn => tracing::warn!(target: "ggml", "{line}"),
-        ggml_sys::safe::LogLevel::Info => tracing::debug!(target: "ggml", "{line}"),
-        ggml_sys::safe::LogLevel::Debug => tracing::trace!(target: "ggml", "{line}"),
-    });
+    // ggml's own log lines into tracing (the library does it on the first model load;
+    // done here too for the commands that call ggml before loading a model).
+    clex::route_ggml_logs();
 }
