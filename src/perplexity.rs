@@ -23,13 +23,13 @@ use crate::model::Model;
 use crate::rope::RopeScaling;
 use crate::session::{BucketPolicy, Logits, RopePlan, Session, SessionOptions};
 use crate::{Error, Result};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Which predictions of a window are scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// Every token after the first: `n − 1` per window of `n`.
@@ -180,6 +180,11 @@ pub fn window_options(model: &Model, base: &SessionOptions, len: usize) -> Resul
     Ok(o)
 }
 
+/// JSON `null` (how serde_json writes NaN) read back as NaN.
+fn null_as_nan<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// A RoPE plan's refusal: a length beyond a limit is a context error, anything else
 /// (e.g. `clex` on a plain model) a usage error.
 fn plan_error(msg: String) -> Error {
@@ -190,8 +195,9 @@ fn plan_error(msg: String) -> Error {
     }
 }
 
-/// The result for one (window length, scaling) pair.
-#[derive(Debug, Clone, Serialize)]
+/// The result for one (window length, scaling) pair. Written to and read back from
+/// `perplexity --json` files (`--from-json` merges earlier runs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PplResult {
     /// Window length in tokens.
     pub n_ctx: usize,
@@ -204,10 +210,12 @@ pub struct PplResult {
     /// Tokens scored.
     pub tokens: u64,
     /// Perplexity (NaN, written `null` in JSON, when nothing was scored).
+    #[serde(deserialize_with = "null_as_nan")]
     pub ppl: f64,
     /// Its standard error, llama-perplexity's formula.
     pub ppl_error: Option<f64>,
     /// Mean negative log-likelihood in nats.
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_nll: f64,
     /// Tokens evaluated (windows × length).
     pub eval_tokens: usize,

@@ -339,6 +339,36 @@ fn command_table_json_csv_and_plots_on_the_fixture() {
     let png_bytes = std::fs::read(&png).unwrap();
     assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n") && png_bytes.len() > 10_000, "a PNG with something drawn");
 
+    // --from-json: the saved results give the same table without evaluating anything; a
+    // later file's (length, scaling) pair replaces an earlier one's, new pairs are added.
+    let replay = clex_run().args(["perplexity", "--from-json", json.to_str().unwrap()]).output().unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert_eq!(String::from_utf8(replay.stdout).unwrap(), table, "the replayed table");
+    let mut other = doc.clone();
+    let mut extra = at(134, "none").clone();
+    extra["n_ctx"] = 200.into();
+    let mut changed = at(32, "none").clone();
+    changed["ppl"] = 1.5.into();
+    other["results"] = Value::Array(vec![changed, extra]);
+    let json2 = common::temp_path("ppl2.json");
+    std::fs::write(&json2, other.to_string()).unwrap();
+    let merged = clex_run()
+        .args(["perplexity", "--from-json", json.to_str().unwrap(), "--from-json", json2.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let m: Value = serde_json::from_slice(&merged.stdout).unwrap();
+    let m = m["results"].as_array().unwrap();
+    assert_eq!(m.len(), 13);
+    let find = |n: u64, k: &str| m.iter().find(|r| r["n_ctx"] == n && r["rope_scaling"] == k).unwrap();
+    assert_eq!(find(32, "none")["ppl"].as_f64(), Some(1.5));
+    assert_eq!(find(200, "none")["tokens"], at(134, "none")["tokens"]);
+    assert!(find(600, "none")["ppl"].is_null(), "NaN (nothing scored) survives the round trip");
+    assert!(m.windows(2).all(|w| w[0]["n_ctx"].as_u64() <= w[1]["n_ctx"].as_u64()), "sorted by length");
+    let bad = clex_run().args(["perplexity", "--from-json", csv.to_str().unwrap()]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a `perplexity --json` file"));
+
     // JSON on stdout instead of the table, and an SVG plot.
     let (out, _) = run(&["--json".into(), "--plot".into(), svg.display().to_string(), "--llama-compat".into()]);
     let doc: Value = serde_json::from_str(&out).unwrap();

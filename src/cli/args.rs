@@ -211,8 +211,13 @@ pub struct PerplexityArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Text file(s) to score; windows never cross files (repeat -f for more).
-    #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+    #[arg(short = 'f', long = "file", value_name = "FILE", required_unless_present = "from_json")]
     pub files: Vec<PathBuf>,
+    /// Evaluate nothing: read the results of earlier `--json` runs (repeat for more; a later
+    /// file's (length, scaling) pair replaces an earlier one's) and write their table, JSON,
+    /// CSV and plot, e.g. to merge a long 16k run with a sweep done separately.
+    #[arg(long = "from-json", value_name = "FILE", conflicts_with_all = ["files", "llama_compat", "chunks"])]
+    pub from_json: Vec<PathBuf>,
     /// Window lengths in tokens, comma-separated (each is a context size).
     #[arg(short = 'c', long = "ctx-size", value_name = "N[,N…]", value_delimiter = ',', default_value = "512")]
     pub lengths: Vec<usize>,

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run(a: &PerplexityArgs) -> Result<()> {
+    if !a.from_json.is_empty() {
+        return replot(a);
+    }
     let mut lengths = Vec::new();
     for &n in &a.lengths {
         if n < 2 {
@@ -122,48 +125,95 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
         peak_rss_mib().map_or(String::new(), |m| format!(" · peak RSS {m:.0} MiB"))
     );
 
+    let files: Vec<serde_json::Value> = a
+        .files
+        .iter()
+        .zip(&texts)
+        .map(|(f, t)| serde_json::json!({ "path": f.display().to_string(), "tokens": t.len() }))
+        .collect();
+    let doc = serde_json::json!({
+        "model": model_path.display().to_string(),
+        "protocol": protocol,
+        "bos": bos,
+        "files": files,
+        "threads": n_threads,
+        "n_ubatch": n_ubatch,
+        "results": results,
+    });
+    let names: Vec<String> = a.files.iter().map(|f| f.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())).collect();
+    let model_name = model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let subtitle = format!(
+        "{model_name} · {} · {} protocol{}",
+        if names.len() > 3 { format!("{} texts", names.len()) } else { names.join(", ") },
+        protocol.as_str(),
+        a.chunks.map_or(String::new(), |c| format!(" · ≤{c} window(s)/length"))
+    );
+    write_results(a, &results, &doc, &subtitle)
+}
+
+/// `--from-json`: the results of earlier runs, merged, written as a fresh run's would be.
+fn replot(a: &PerplexityArgs) -> Result<()> {
+    let mut results: Vec<PplResult> = Vec::new();
+    let mut first: Option<serde_json::Value> = None;
+    for p in &a.from_json {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+        let bad = |why: String| Error::Other(format!("{}: not a `perplexity --json` file: {why}", p.display()));
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let list = doc.get("results").cloned().ok_or_else(|| bad("no \"results\"".into()))?;
+        let list: Vec<PplResult> = serde_json::from_value(list).map_err(|e| bad(e.to_string()))?;
+        for r in list {
+            match results.iter_mut().find(|o| o.n_ctx == r.n_ctx && o.rope_scaling == r.rope_scaling) {
+                Some(o) => *o = r,
+                None => results.push(r),
+            }
+        }
+        first.get_or_insert(doc);
+    }
+    // Lengths ascending; scalings in the order they were first seen.
+    let order: Vec<String> = results.iter().fold(Vec::new(), |mut v, r| {
+        if !v.contains(&r.rope_scaling) {
+            v.push(r.rope_scaling.clone());
+        }
+        v
+    });
+    results.sort_by_key(|r| (r.n_ctx, order.iter().position(|s| *s == r.rope_scaling)));
+    let mut doc = first.unwrap_or_default();
+    doc["results"] = serde_json::to_value(&results).map_err(|e| Error::Other(e.to_string()))?;
+    doc["merged_from"] = serde_json::json!(a.from_json.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
+    let name = |v: &serde_json::Value| {
+        v.as_str().and_then(|s| Path::new(s).file_name()).map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let files: Vec<String> = doc["files"].as_array().map_or_else(Vec::new, |fs| fs.iter().map(|f| name(&f["path"])).collect());
+    let protocol = doc["protocol"].as_str().unwrap_or("full").to_string();
+    let subtitle = format!(
+        "{} · {} · {protocol} protocol",
+        name(&doc["model"]),
+        if files.len() > 3 { format!("{} texts", files.len()) } else { files.join(", ") }
+    );
+    write_results(a, &results, &doc, &subtitle)
+}
+
+/// The table on stdout (unless JSON or CSV goes there), then `--json`, `--csv`, `--plot`.
+fn write_results(a: &PerplexityArgs, results: &[PplResult], doc: &serde_json::Value, subtitle: &str) -> Result<()> {
     let to_stdout = |p: &Option<PathBuf>| p.as_deref().is_some_and(|p| p == Path::new("-"));
     if !to_stdout(&a.json) && !to_stdout(&a.csv) {
-        print!("{}", perplexity::markdown_table(&results));
-        let pivot = perplexity::markdown_pivot(&results);
+        print!("{}", perplexity::markdown_table(results));
+        let pivot = perplexity::markdown_pivot(results);
         if !pivot.is_empty() {
             println!();
             print!("{pivot}");
         }
     }
     if let Some(p) = &a.json {
-        let files: Vec<serde_json::Value> = a
-            .files
-            .iter()
-            .zip(&texts)
-            .map(|(f, t)| serde_json::json!({ "path": f.display().to_string(), "tokens": t.len() }))
-            .collect();
-        let doc = serde_json::json!({
-            "model": model_path.display().to_string(),
-            "protocol": protocol,
-            "bos": bos,
-            "files": files,
-            "threads": n_threads,
-            "n_ubatch": n_ubatch,
-            "results": results,
-        });
-        let s = serde_json::to_string_pretty(&doc).map_err(|e| Error::Other(e.to_string()))? + "\n";
+        let s = serde_json::to_string_pretty(doc).map_err(|e| Error::Other(e.to_string()))? + "\n";
         write_out(p, &s)?;
     }
     if let Some(p) = &a.csv {
-        write_out(p, &perplexity::csv(&results))?;
+        write_out(p, &perplexity::csv(results))?;
     }
     if let Some(p) = &a.plot {
         let (w, h) = parse_size(&a.plot_size)?;
-        let names: Vec<String> = a.files.iter().map(|f| f.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())).collect();
-        let model_name = model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let subtitle = format!(
-            "{model_name} · {} · {} protocol{}",
-            if names.len() > 3 { format!("{} texts", names.len()) } else { names.join(", ") },
-            protocol.as_str(),
-            a.chunks.map_or(String::new(), |c| format!(" · ≤{c} window(s)/length"))
-        );
-        plot(&results, p, (w, h), &subtitle)?;
+        plot(results, p, (w, h), subtitle)?;
         eprintln!("clex-run: plot written to {}", p.display());
     }
     Ok(())
