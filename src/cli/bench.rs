@@ -740,7 +740,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 m
             }
         };
-        let mut rope = common::rope_settings(&a.rope)?;
+        // `--rope-scaling` is a list here (one axis of the tests): each test sets its own.
+        let mut rope_args = a.rope.clone();
+        rope_args.rope_scaling = None;
+        let mut rope = common::rope_settings(&rope_args)?;
         rope.scaling = inst.rope;
         let opts = SessionOptions {
             n_ctx: inst.n_prompt + inst.n_gen + inst.n_depth,
