@@ -62,6 +62,10 @@ impl<'a> Tensor<'a> {
         // SAFETY: valid tensor.
         unsafe { ggml_nbytes(self.raw()) }
     }
+    /// The address of the tensor's data (0 before it has memory), for alignment checks.
+    pub fn data_addr(&self) -> usize {
+        self.inner().data as usize
+    }
     /// Whether the tensor has memory (a buffer or data pointer).
     pub fn is_allocated(&self) -> bool {
         !self.inner().buffer.is_null() || !self.inner().data.is_null()
@@ -117,6 +121,9 @@ fn as_bytes_mut(v: &mut [f32]) -> &mut [u8] {
     // SAFETY: every bit pattern is a valid f32 and a valid u8; same length in bytes.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
+
+/// Cache-line size the compute tensors are kept aligned to (see [`Graph::input`]).
+const CACHE_LINE: usize = 64;
 
 fn new_ctx(n_tensors: usize, extra: usize) -> NonNull<ggml_context> {
     // SAFETY: sizes from ggml's own overhead functions; no_alloc contexts hold only metadata.
@@ -449,16 +456,41 @@ impl Graph {
     }
 
     /// A new input tensor (data set after the scheduler allocates the graph).
+    ///
+    /// The compute allocator aligns tensors only to the buffer type's alignment (32 bytes
+    /// on the CPU), so one small input (a single output id, a 1-token batch's position)
+    /// shifts every tensor allocated after it off the 64-byte cache-line grid, and then
+    /// each 64-byte vector load and store of ggml's kernels straddles two lines (AMX
+    /// Q8_0 matrix products ran 1.3-1.6x slower that way). An input whose size is not a
+    /// multiple of [`CACHE_LINE`] is therefore made as a padded 1-D tensor and returned
+    /// as a contiguous view of the requested shape; [`Graph::find`] gives the padded
+    /// tensor, whose prefix holds the values.
     pub fn input(&self, name: &str, ty: u32, dims: &[i64]) -> Tensor<'_> {
         let (n, ne) = checked_dims(dims);
         // SAFETY: valid context; dims checked.
         let t = unsafe { ggml_new_tensor(self.ctx.as_ptr(), ty, n, ne.as_ptr()) };
-        set_name(t, name);
-        // SAFETY: valid tensor.
-        unsafe { ggml_set_input(t) };
-        let t = Tensor::new(t);
-        self.named.borrow_mut().push((name.to_string(), t.ptr));
-        t
+        // SAFETY: valid tensor and type.
+        let (nbytes, blck, tsize) = unsafe { (ggml_nbytes(t), ggml_blck_size(ty), ggml_type_size(ty)) };
+        if nbytes % CACHE_LINE == 0 || blck != 1 || tsize == 0 || CACHE_LINE % tsize != 0 {
+            set_name(t, name);
+            // SAFETY: valid tensor.
+            unsafe { ggml_set_input(t) };
+            let t = Tensor::new(t);
+            self.named.borrow_mut().push((name.to_string(), t.ptr));
+            return t;
+        }
+        let padded = (nbytes.div_ceil(CACHE_LINE) * CACHE_LINE / tsize) as i64;
+        // SAFETY: valid context, tensor and sizes; the view lies inside the padded
+        // tensor (its nbytes ≤ the padded size) with `t`'s contiguous strides.
+        unsafe {
+            let full = ggml_new_tensor_1d(self.ctx.as_ptr(), ty, padded);
+            set_name(full, name);
+            ggml_set_input(full);
+            let v = ggml_view_4d(self.ctx.as_ptr(), full, ne[0], ne[1], ne[2], ne[3], (*t).nb[1], (*t).nb[2], (*t).nb[3], 0);
+            set_name(v, &format!("{name} (view)"));
+            self.named.borrow_mut().push((name.to_string(), NonNull::new(full).expect("ggml_new_tensor_1d failed")));
+            Tensor::new(v)
+        }
     }
 
     /// Marks `t` as an output and adds it (and what it depends on) to the graph; it can be
