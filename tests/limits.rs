@@ -249,6 +249,10 @@ fn chat_template_limits_fail_with_a_named_error() {
         ("{{ ('x' * 99999999).replace('', 'yy') }}", "str.replace would build a string"),
         ("{{ ([('x' * 9999999)] * 100)|join(',') }}", "join would build a string"),
         ("{{ ','.join([('x' * 9999999)] * 100) }}", "str.join would build a string"),
+        // minijinja 2.24 panicked on these (byte slicing inside a multi-byte key; fuzzing)
+        ("{{ '{0[\u{e9}]}'.format({'a': 1}) }}", "str.format: a non-ASCII key"),
+        ("{{ '{0[Z\u{FFFD}Z'.format(1) }}", "str.format: a non-ASCII key"),
+        ("{{ '%(\u{e9})s'|format({'a': 1}) }}", "format: a non-ASCII key"),
     ];
     for (src, want) in cases {
         let t0 = Instant::now();
@@ -262,6 +266,7 @@ fn chat_template_limits_fail_with_a_named_error() {
     assert_eq!(render("{{ [1,2,3]|batch(2)|list }}", &m).unwrap(), "[[1, 2], [3]]");
     assert_eq!(render("{{ 'a-b'|replace('-', '+') }} {{ 'ab'.replace('', '.') }}", &m).unwrap(), "a+b .a.b.");
     assert_eq!(render("{{ [1, 'x']|join(', ') }} {{ '-'.join(['a', 'b']) }}", &m).unwrap(), "1, x a-b");
+    assert_eq!(render("{{ '{0[a]}|{1:\u{e9}^5}|{{[\u{e9}]}}'.format({'a': 1}, 2) }}", &m).unwrap(), "1|\u{e9}\u{e9}2\u{e9}\u{e9}|{[\u{e9}]}");
 }
 
 #[test]

@@ -127,9 +127,12 @@ fn check_size(filter: &str, arg: &str, v: &Value) -> Result<(), Error> {
 }
 
 /// A format string's widths and precisions (digit runs inside `%…` and `{…}` specs) must
-/// be ≤ [`MAX_WIDTH`].
+/// be ≤ [`MAX_WIDTH`]; and its keys (`%(key)s`, `{0[key]}`) must be ASCII: minijinja
+/// 2.24's format parser slices those by bytes and panics inside a multi-byte character
+/// (found by fuzzing: `'{0[é]}'.format(x)`, `'%(é)s'|format(x)`).
 fn check_spec(what: &str, v: &Value) -> Result<(), Error> {
     let Some(s) = v.as_str() else { return Ok(()) };
+    check_keys(what, s)?;
     let mut rest = s;
     while let Some(i) = rest.find(['%', '{']) {
         let close = |c: char| if rest.as_bytes()[i] == b'%' { c.is_ascii_alphabetic() || c == '%' } else { c == '}' };
@@ -144,6 +147,48 @@ fn check_spec(what: &str, v: &Value) -> Result<(), Error> {
         rest = &spec[end.min(spec.len())..];
     }
     Ok(())
+}
+
+/// See [`check_spec`]: a non-ASCII character in a `%(…)` mapping key or in the `[…]` index
+/// of a `{…}` field name is refused.
+fn check_keys(what: &str, s: &str) -> Result<(), Error> {
+    let bad = || {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{what}: a non-ASCII key in the format string {:?} is not supported", short(s)),
+        ))
+    };
+    let mut rest = s;
+    while let Some(i) = rest.find(['%', '{']) {
+        let open = rest.as_bytes()[i];
+        let after = &rest[i + 1..];
+        if after.as_bytes().first() == Some(&open) {
+            rest = &after[1..]; // `%%` or `{{`: a literal
+            continue;
+        }
+        let key = if open == b'%' {
+            after.strip_prefix('(').map(|k| k.split(')').next().unwrap_or(""))
+        } else {
+            let name = after.split(['}', ':', '!']).next().unwrap_or("");
+            name.find('[').map(|j| &after[j..])
+        };
+        if let Some(k) = key {
+            let k = if open == b'{' { k.split(']').next().unwrap_or("") } else { k };
+            if !k.is_ascii() {
+                return bad();
+            }
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+/// At most the first 60 characters of `s`, with "…" when cut.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// An output sink that refuses to grow past [`MAX_OUTPUT`] bytes.

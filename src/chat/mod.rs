@@ -74,8 +74,8 @@ impl ChatTemplate {
         // Python's: None is not iterable (minijinja's none iterates as empty).
         env.add_test("iterable", |v: Value| !v.is_none() && v.try_iter().is_ok());
         limits::install(&mut env);
-        env.add_template_owned(NAME, generation_blocks_as_if(source))
-            .map_err(|e| format!("chat template syntax error: {e:#}"))?;
+        let source = generation_blocks_as_if(source);
+        guarded("chat template syntax error", || env.add_template_owned(NAME, source).map_err(|e| format!("chat template syntax error: {e:#}")))?;
         Ok(Self {
             env,
             bos_token: bos_token.to_owned(),
@@ -96,18 +96,36 @@ impl ChatTemplate {
             .get_template(NAME)
             .map_err(|e| format!("chat template error: {e:#}"))?;
         let mut out = limits::CappedOutput::default();
-        tmpl.render_captured_to(context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token,
-            eos_token => self.eos_token,
-            // As transformers passes them when the caller has none.
-            tools => Value::from(()),
-            documents => Value::from(()),
-        }, &mut out)
-        .map_err(|e| limits::render_error(&e, &out))?;
+        guarded("chat template error", || {
+            tmpl.render_captured_to(context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token,
+                eos_token => self.eos_token,
+                // As transformers passes them when the caller has none.
+                tools => Value::from(()),
+                documents => Value::from(()),
+            }, &mut out)
+            .map(drop)
+            .map_err(|e| limits::render_error(&e, &out))
+        })?;
         String::from_utf8(out.bytes).map_err(|e| format!("chat template error: output is not UTF-8: {e}"))
     }
+}
+
+/// Runs `f`, turning a panic inside the template engine into an error that starts with
+/// `prefix`: the template comes from the model file, and a bug that a crafted template
+/// reaches in minijinja must not take the process down (one was found by fuzzing; see
+/// `limits::check_spec`).
+fn guarded<T>(prefix: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(format!("{prefix}: the template engine failed on this template (internal error: {msg})"))
+    })
 }
 
 /// `{% generation %}…{% endgeneration %}` (transformers' marker for the assistant's tokens,
@@ -206,4 +224,18 @@ pub fn builtin(name: &str) -> Option<&'static str> {
 /// Names accepted by [`builtin`].
 pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded;
+
+    #[test]
+    fn a_panic_in_the_engine_becomes_an_error() {
+        let r: Result<(), String> = guarded("chat template error", || panic!("byte index 1 is not a char boundary"));
+        let e = r.unwrap_err();
+        assert!(e.starts_with("chat template error: the template engine failed"), "{e}");
+        assert!(e.contains("not a char boundary"), "{e}");
+        assert_eq!(guarded("x", || Ok::<_, String>(7)), Ok(7));
+    }
 }
