@@ -253,6 +253,7 @@ fn chat_template_limits_fail_with_a_named_error() {
         ("{{ '{0[\u{e9}]}'.format({'a': 1}) }}", "str.format: a non-ASCII key"),
         ("{{ '{0[Z\u{FFFD}Z'.format(1) }}", "str.format: a non-ASCII key"),
         ("{{ '%(\u{e9})s'|format({'a': 1}) }}", "format: a non-ASCII key"),
+        ("{{ '{{{ZZ[ZZAZ][titl|b\u{FFFD}tch('.format(1) }}", "str.format: a non-ASCII key"),
     ];
     for (src, want) in cases {
         let t0 = Instant::now();

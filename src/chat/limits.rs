@@ -166,16 +166,24 @@ fn check_keys(what: &str, s: &str) -> Result<(), Error> {
             rest = &after[1..]; // `%%` or `{{`: a literal
             continue;
         }
-        let key = if open == b'%' {
-            after.strip_prefix('(').map(|k| k.split(')').next().unwrap_or(""))
+        if open == b'%' {
+            if let Some(k) = after.strip_prefix('(').map(|k| k.split(')').next().unwrap_or("")) {
+                if !k.is_ascii() {
+                    return bad();
+                }
+            }
         } else {
-            let name = after.split(['}', ':', '!']).next().unwrap_or("");
-            name.find('[').map(|j| &after[j..])
-        };
-        if let Some(k) = key {
-            let k = if open == b'{' { k.split(']').next().unwrap_or("") } else { k };
-            if !k.is_ascii() {
-                return bad();
+            // The field name runs to a `}`, `:` or `!` outside brackets; every `[…]` index
+            // in it (there may be several) must be ASCII.
+            let mut in_index = false;
+            for c in after.chars() {
+                match c {
+                    '[' => in_index = true,
+                    ']' => in_index = false,
+                    '}' | ':' | '!' if !in_index => break,
+                    c if in_index && !c.is_ascii() => return bad(),
+                    _ => {}
+                }
             }
         }
         rest = after;
