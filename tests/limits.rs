@@ -235,7 +235,7 @@ fn chat_template_limits_fail_with_a_named_error() {
     let m = [ChatMessage::new("user", "hi\nthere")];
     let cases: &[(&str, &str)] = &[
         ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "fuel limit"),
-        ("{% for i in range(100) %}{{ 'x' * 99999999 }}{% endfor %}", "output limit"),
+        ("{% set n = 99999999 %}{% for i in range(100) %}{{ 'x' * n }}{% endfor %}", "output limit"),
         ("{{ messages[0].content|indent(1000000000000000) }}", "indent: width 1000000000000000 is over the chat-template limit"),
         ("{{ messages[0].content|indent(width=1000000000000000) }}", "indent: width"),
         ("{{ messages|slice(1000000000000) }}", "slice: count"),
@@ -243,12 +243,13 @@ fn chat_template_limits_fail_with_a_named_error() {
         ("{{ '%0999999999999d'|format(1) }}", "format: a width or precision"),
         ("{{ '{:>999999999999}'.format(1) }}", "str.format: a width or precision"),
         ("{{ messages|tojson(indent=1000000000000) }}", "tojson: indent"),
-        ("{{ messages|tojson(indent='x' * 200000) }}", "tojson: an indent string"),
+        ("{% set n = 200000 %}{{ messages|tojson(indent='x' * n) }}", "tojson: an indent string"),
         ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
-        ("{{ 'ab'|replace('', 'x' * 99999999) }}", "replace would build a string of 299999999 bytes"),
-        ("{{ ('x' * 99999999).replace('', 'yy') }}", "str.replace would build a string"),
-        ("{{ ([('x' * 9999999)] * 100)|join(',') }}", "join would build a string"),
-        ("{{ ','.join([('x' * 9999999)] * 100) }}", "str.join would build a string"),
+        // (`n`, not a literal: a literal string that big is refused when the template is compiled)
+        ("{% set n = 99999999 %}{{ 'ab'|replace('', 'x' * n) }}", "replace would build a string of 299999999 bytes"),
+        ("{% set n = 99999999 %}{{ ('x' * n).replace('', 'yy') }}", "str.replace would build a string"),
+        ("{% set n = 9999999 %}{{ ([('x' * n)] * 100)|join(',') }}", "join would build a string"),
+        ("{% set n = 9999999 %}{{ ','.join([('x' * n)] * 100) }}", "str.join would build a string"),
         // minijinja 2.24 panicked on these (byte slicing inside a multi-byte key; fuzzing)
         ("{{ '{0[\u{e9}]}'.format({'a': 1}) }}", "str.format: a non-ASCII key"),
         ("{{ '{0[Z\u{FFFD}Z'.format(1) }}", "str.format: a non-ASCII key"),
@@ -268,6 +269,51 @@ fn chat_template_limits_fail_with_a_named_error() {
     assert_eq!(render("{{ 'a-b'|replace('-', '+') }} {{ 'ab'.replace('', '.') }}", &m).unwrap(), "a+b .a.b.");
     assert_eq!(render("{{ [1, 'x']|join(', ') }} {{ '-'.join(['a', 'b']) }}", &m).unwrap(), "1, x a-b");
     assert_eq!(render("{{ '{0[a]}|{1:\u{e9}^5}|{{[\u{e9}]}}'.format({'a': 1}, 2) }}", &m).unwrap(), "1|\u{e9}\u{e9}2\u{e9}\u{e9}|{[\u{e9}]}");
+}
+
+/// What minijinja does while compiling, before any fuel is spent (src/chat/precheck.rs):
+/// it folds constant expressions (again at every level of an expression that does not
+/// fold), and its compiler recurses through left-deep chains of operators.
+#[test]
+fn chat_templates_that_cost_too_much_to_compile_are_refused() {
+    let deep = |op: &str, n: usize| format!("{{{{ x{} }}}}", op.repeat(n));
+    let cases: Vec<(String, &str)> = vec![
+        // found by the chat_template fuzzer: 100 MB built once per operator (2.8 s here;
+        // 25 s with 160 more `- 1`)
+        (
+            "\u{1}{{00-'x' * 99999999-6---9223372036854775-00-'x' * 99999999-6---9808--------9999-----Q-----0}}d".into(),
+            "builds a value of up to 99999999 bytes while the template is compiled",
+        ),
+        (format!("{{{{ 0 - 'x' * 99999999{} }}}}", " - 1".repeat(160)), "up to 99999999 bytes"),
+        // each part is small, the whole is not (concatenated: 30 × 100 MB exhausted memory)
+        (format!("{{{{ {} }}}}", ["'x' * 60000"; 2].join(" ~ ")), "up to 120000 bytes"),
+        ("{{ ('ab' * 30000) * 30000 }}".into(), "up to 1800000000 bytes"),
+        ("{{ ([1, 2] * 99999999) ~ 'x' }}".into(), "up to"),
+        // 30,000 operators overflowed an 8 MiB stack (abort), every left-deep shape
+        (deep("-1", 30000), "holds more than 1000 tokens"),
+        (deep("|string", 30000), "holds more than 1000 tokens"),
+        (deep(".a", 30000), "holds more than 1000 tokens"),
+        (deep("[0]", 30000), "holds more than 1000 tokens"),
+        (deep("()", 30000), "holds more than 1000 tokens"),
+        (format!("{{{{ {}x }}}}", "not ".repeat(30000)), "holds more than 1000 tokens"),
+    ];
+    for (src, want) in &cases {
+        let t0 = Instant::now();
+        let e = ChatTemplate::new(src, "<s>", "</s>").err().unwrap_or_else(|| panic!("{}: compiled", &src[..60]));
+        assert!(e.starts_with("chat template error") && e.contains(want), "{}: {e}", &src[..60]);
+        assert!(t0.elapsed() < Duration::from_secs(1), "{}: {:?}", &src[..60], t0.elapsed());
+    }
+    // what real templates do still works, up to the limits (on a test thread's 2 MiB stack)
+    let m = [ChatMessage::new("user", "hi")];
+    assert_eq!(render("{{ '-' * 8 }}|{{ ('ab' ~ 'c') * 2 }}|{{ 2 ** 10 }}", &m).unwrap(), "--------|abcabc|1024");
+    assert_eq!(render(&format!("{{{{ 1{} }}}}", "-1".repeat(490)), &m).unwrap(), "-489");
+    assert_eq!(render(&format!("{{{{ 'x'{} }}}}", "|upper".repeat(490)), &m).unwrap(), "X");
+    let n = (limits_fold_max() / 2) as usize;
+    assert_eq!(render(&format!("{{{{ ('x' * {n} ~ 'y' * {n})|length }}}}"), &m).unwrap(), (2 * n).to_string());
+}
+
+fn limits_fold_max() -> u64 {
+    clex::chat::precheck::MAX_FOLDED
 }
 
 #[test]

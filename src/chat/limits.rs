@@ -12,10 +12,12 @@
 //! * `replace` and `join` (filters and Python methods): a result over [`MAX_OUTPUT`] bytes
 //!   is refused before it is built (`'ab'|replace('', big)` multiplies sizes).
 //!
-//! Each limit fails the render with an error that names it. Left unbounded: strings built
-//! by repeated concatenation (`{% set ns.s = ns.s ~ ns.s %}` doubles per step; minijinja
-//! has no hook on its operators), so a hostile template can still exhaust memory in a few
-//! dozen steps (see docs/RELIABILITY.md).
+//! Each limit fails the render with an error that names it. What compiling a template
+//! costs is bounded before it is compiled (`super::precheck`). Left unbounded: strings
+//! built by repeated concatenation (`{% set ns.s = ns.s ~ ns.s %}` doubles per step), and
+//! the time of many large operations within the fuel (each `'x' * n` may build 100 MB);
+//! minijinja has no hook on its operators, so a hostile template can still exhaust memory
+//! or keep a render busy for hours (see docs/RELIABILITY.md).
 
 use minijinja::value::{Kwargs, Rest, StringInput, Value};
 use minijinja::{Environment, Error, ErrorKind, State};

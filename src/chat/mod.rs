@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 mod format;
 mod json;
 pub mod limits;
+pub mod precheck;
 mod time;
 
 pub use format::{ChatFormat, TemplateSource};
@@ -75,6 +76,7 @@ impl ChatTemplate {
         env.add_test("iterable", |v: Value| !v.is_none() && v.try_iter().is_ok());
         limits::install(&mut env);
         let source = generation_blocks_as_if(source);
+        guarded("chat template error", || precheck::check(&source))?;
         guarded("chat template syntax error", || env.add_template_owned(NAME, source).map_err(|e| format!("chat template syntax error: {e:#}")))?;
         Ok(Self {
             env,
