@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
     let t = match ChatTemplate::new(&src, "<s>", "</s>") {
         Ok(t) => t,
         Err(e) => {
-            assert!(e.starts_with("chat template syntax error"), "{e}");
+            // a syntax error, or a limit on what compiling costs (src/chat/precheck.rs)
+            assert!(e.starts_with("chat template syntax error") || e.starts_with("chat template error"), "{e}");
             return;
         }
     };

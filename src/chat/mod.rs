@@ -63,7 +63,8 @@ const NAME: &str = "chat_template";
 
 impl ChatTemplate {
     /// Compiles a Jinja chat template. Syntax errors come back as
-    /// `"chat template syntax error: …"` with the line and a source excerpt.
+    /// `"chat template syntax error: …"` with the line and a source excerpt; a template
+    /// that would cost too much to compile (`precheck`) as `"chat template error: …"`.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, String> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
