@@ -407,6 +407,45 @@ fn real_templates_from_llama_cpp_render() {
     assert!(merged >= 1, "Gemma 2's template has no system role");
 }
 
+/// The metering rewrite (src/chat/meter.rs routes operators and reads through clex's
+/// limits) must not change what any real template renders: the oracle is the same
+/// template compiled as written, for four conversations with and without the generation
+/// prompt (raise_exception and other errors must happen in both).
+#[test]
+fn metering_changes_no_real_template_output() {
+    let Some(dir) = common::test_file("llama.cpp/models/templates") else { return };
+    let convs = [
+        conversation(),
+        vec![ChatMessage::new("user", "Hello")],
+        conversation()[1..].to_vec(),
+        vec![ChatMessage::new("system", "S"), ChatMessage::new("user", "a <think>b</think> c"), ChatMessage::new("assistant", "<think>x</think>y")],
+    ];
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jinja"))
+        .collect();
+    names.sort();
+    let (mut renders, mut failed) = (0, Vec::new());
+    for p in &names {
+        let src = std::fs::read_to_string(p).unwrap();
+        let metered = ChatTemplate::new(&src, "<s>", "</s>").unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let plain = ChatTemplate::new_unmetered(&src, "<s>", "</s>").unwrap();
+        for conv in &convs {
+            for agp in [true, false] {
+                match (metered.render(conv, agp), plain.render(conv, agp)) {
+                    (Ok(a), Ok(b)) if a == b => renders += 1,
+                    (Err(_), Err(_)) => {}
+                    (a, b) => failed.push(format!("{} ({} messages, {agp}): metered {a:?}\nunmetered {b:?}", p.display(), conv.len())),
+                }
+            }
+        }
+    }
+    eprintln!("{renders} metered renders of {} real templates equal the unmetered ones", names.len());
+    assert!(failed.is_empty(), "{} renders differ:\n{}", failed.len(), failed.join("\n\n"));
+    assert!(renders >= 8 * 40, "only {renders} renders succeeded");
+}
+
 #[test]
 fn generation_blocks_render_their_content() {
     let src = "{% for m in messages %}{% if m.role == 'assistant' %}{%- generation -%} [{{ m.content }}] {%- endgeneration %}{% else %}<{{ m.content }}>{% endif %}{% endfor %}";

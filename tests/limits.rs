@@ -235,7 +235,8 @@ fn chat_template_limits_fail_with_a_named_error() {
     let m = [ChatMessage::new("user", "hi\nthere")];
     let cases: &[(&str, &str)] = &[
         ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "fuel limit"),
-        ("{% set n = 99999999 %}{% for i in range(100) %}{{ 'x' * n }}{% endfor %}", "output limit"),
+        ("{% set n = 60000000 %}{% for i in range(100) %}{{ 'x' * n }}{% endfor %}", "output limit"),
+        ("{% set n = 99999999 %}{{ 'x' * n }}", "* would build a string of more than 67108864 bytes"),
         ("{{ messages[0].content|indent(1000000000000000) }}", "indent: width 1000000000000000 is over the chat-template limit"),
         ("{{ messages[0].content|indent(width=1000000000000000) }}", "indent: width"),
         ("{{ messages|slice(1000000000000) }}", "slice: count"),
@@ -246,8 +247,8 @@ fn chat_template_limits_fail_with_a_named_error() {
         ("{% set n = 200000 %}{{ messages|tojson(indent='x' * n) }}", "tojson: an indent string"),
         ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
         // (`n`, not a literal: a literal string that big is refused when the template is compiled)
-        ("{% set n = 99999999 %}{{ 'ab'|replace('', 'x' * n) }}", "replace would build a string of 299999999 bytes"),
-        ("{% set n = 99999999 %}{{ ('x' * n).replace('', 'yy') }}", "str.replace would build a string"),
+        ("{% set n = 30000000 %}{{ 'ab'|replace('', 'x' * n) }}", "replace would build a string of 90000002 bytes"),
+        ("{% set n = 30000000 %}{{ ('x' * n).replace('', 'yy') }}", "str.replace would build a string"),
         ("{% set n = 9999999 %}{{ ([('x' * n)] * 100)|join(',') }}", "join would build a string"),
         ("{% set n = 9999999 %}{{ ','.join([('x' * n)] * 100) }}", "str.join would build a string"),
         // minijinja 2.24 panicked on these (byte slicing inside a multi-byte key; fuzzing)
@@ -310,6 +311,55 @@ fn chat_templates_that_cost_too_much_to_compile_are_refused() {
     assert_eq!(render(&format!("{{{{ 'x'{} }}}}", "|upper".repeat(490)), &m).unwrap(), "X");
     let n = (limits_fold_max() / 2) as usize;
     assert_eq!(render(&format!("{{{{ ('x' * {n} ~ 'y' * {n})|length }}}}"), &m).unwrap(), (2 * n).to_string());
+}
+
+/// What rendering costs, beyond the fuel: one instruction can build or read a value of
+/// tens of MB (src/chat/meter.rs, src/chat/limits.rs). Each case took from 12 s to hours
+/// before the meter; each must now fail with the limit's name in well under 10 s (the
+/// bound is about a second of work on this machine; 10 s leaves room for a loaded CI).
+#[test]
+fn chat_template_render_cost_is_metered() {
+    let m: Vec<ChatMessage> = (0..4).map(|i| ChatMessage::new("user", format!("m{i}"))).collect();
+    let cases: &[(&str, &str)] = &[
+        // found by the chat_template fuzzer (71 s, 2 GB): a list repeated 4 M times, formatted
+        ("{{00------954775---72036854776.~messages[2:]*4188651-061-0------0}}", "* would build a list of more than 100000 items"),
+        ("{% set n = 4188651 %}{{ 'x' ~ messages * n }}", "* would build a list"),
+        ("{% set n = 99999 %}{{ messages + messages * n }}", "* would build a list"),
+        // 100 MB per iteration, 200 iterations (33 s before)
+        ("{% set n = 60000000 %}{% for i in range(200) %}{{ ('x' * n)|length }}{% endfor %}", "work limit"),
+        // one 60 MB string, read 100,000 times (hours before)
+        ("{% set n = 60000000 %}{% set s = 'x' * n %}{% for i in range(100000) %}{{ s|length }}{% endfor %}", "work limit"),
+        ("{% set n = 60000000 %}{% set s = 'x' * n %}{% for i in range(100000) %}{% if s == s %}{% endif %}{% endfor %}", "work limit"),
+        ("{% set n = 60000000 %}{% set s = 'x' * n %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}", "work limit"),
+        ("{% set n = 60000000 %}{% set s = 'x' * n %}{% for i in range(100000) %}{{ s.upper()[0] }}{% endfor %}", "work limit"),
+        ("{% set n = 60000000 %}{% set s = 'x' * n %}{% for i in range(100000) %}{{ s[-1] }}{% endfor %}", "work limit"),
+        ("{% set l = range(100000)|list %}{% for i in range(100000) %}{{ (l|sort)[0] }}{% endfor %}", "work limit"),
+        // doubling: 2^40 bytes
+        ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "~ would build a string of more than"),
+        ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "+ would build a string of more than"),
+        ("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}", "+ would build a list"),
+        // builders whose result is many times their input
+        ("{% set s = '\n' * 60000 %}{{ s|indent(100000) }}", "indent would build a string of"),
+        ("{% set n = 10000 %}{% set f = '{:99999}' * n %}{{ f.format(1) }}", "str.format would build a string of"),
+        ("{% set s = 'x' * 60000 %}{{ ('%s' * 2000)|format(*([s] * 2000)) }}", "format would build a string of"),
+        ("{% set n = 60000 %}{{ ([[1]] * n)|tojson(indent=100000) }}", "tojson: the text is over the chat-template limit"),
+    ];
+    for (src, want) in cases {
+        let t0 = Instant::now();
+        let e = render(src, &m).expect_err(src);
+        assert!(e.starts_with("chat template error") && e.contains(want), "{src}: {e}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "{src}: {:?}", t0.elapsed());
+    }
+    // the same operations at ordinary sizes
+    assert_eq!(render("{{ ([1] * 3 + [2])|list }} {{ 'ab' * 2 ~ 1 }} {{ 2 * 3 + 1 }} {{ 'a' + 'b' }}", &m).unwrap(), "[1, 1, 1, 2] abab1 7 ab");
+    assert_eq!(render("{% set n = 1000000 %}{% set s = 'x' * n %}{% for i in range(100) %}{{ (s ~ s)|length }}{% endfor %}", &m).unwrap().len(), 700);
+    assert_eq!(render("{{ '%s-%s'|format('a', 'b') }} {{ 'a\nb'|indent(3) }} {{ [1]|tojson(indent=2) }}", &m).unwrap(), "a-b a\n   b [\n  1\n]");
+    // errors keep their line numbers through the rewrite
+    let src = "{{ 'a'\n ~\n 'b' }}\n{{ 1 +\n'x' }}";
+    let e = render(src, &m).unwrap_err();
+    let plain = ChatTemplate::new_unmetered(src, "<s>", "</s>").unwrap().render(&m, true).unwrap_err();
+    assert_eq!(e, plain);
+    assert!(e.contains("chat_template:5"), "{e}");
 }
 
 fn limits_fold_max() -> u64 {

@@ -61,6 +61,12 @@ fn json_str(out: &mut String, s: &str, ensure_ascii: bool) {
 }
 
 fn json_value(out: &mut String, v: &Value, o: &JsonOpts, depth: usize) -> Result<(), Error> {
+    if out.len() > super::limits::MAX_OUTPUT {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: the text is over the chat-template limit of {} bytes", super::limits::MAX_OUTPUT),
+        ));
+    }
     let newline = |out: &mut String, depth: usize| {
         if let Some(ind) = &o.indent {
             out.push('\n');

@@ -1,26 +1,33 @@
 //! Bounds on what a chat template may cost. A template comes from the model file, so it is
 //! untrusted input: without these, a one-line template can loop for hours
-//! (`{% for i in range(99999) %}{% for j in range(99999) %}…`) or abort the process on an
-//! allocation (`{{ x|indent(10**15) }}`). minijinja itself bounds recursion (500 frames),
-//! `range` (100,000 items) and `'x' * n` (100 MB); these add the rest:
+//! (`{% for i in range(99999) %}{% for j in range(99999) %}…`), abort the process on an
+//! allocation (`{{ x|indent(10**15) }}`), or spend minutes in one operator
+//! (`messages * 4188651 ~ x`). minijinja itself bounds recursion (500 frames), `range`
+//! (100,000 items) and `'x' * n` (100 MB); these add the rest:
 //!
 //! * fuel: at most [`FUEL`] VM instructions per render (ample for real templates:
 //!   tests/limits.rs renders a 2,000-turn conversation through Qwen2.5's);
-//! * output: at most [`MAX_OUTPUT`] bytes per render;
+//! * work: what one instruction costs is metered (`super::meter` routes `+`, `*`, `~`,
+//!   comparisons and the inputs and results of filters, methods, calls, `[…]` through
+//!   [`op`] and [`read`]); a render may build or read at most [`WORK_BASE`] bytes plus
+//!   [`WORK_PER_INPUT_BYTE`] per byte of its messages and special tokens (a string costs
+//!   its bytes, a list or map [`ITEM_COST`] per item, anything at least 1);
+//! * size: a value built by `+`, `*`, `~`, `replace`, `join`, `indent`, `format`, `tojson`
+//!   may hold at most [`MAX_OUTPUT`] bytes, or [`MAX_ITEMS`] items for a list, checked
+//!   before it is built; the rendered prompt at most [`MAX_OUTPUT`] bytes;
 //! * size arguments: widths and counts of `indent`, `slice`, `batch`, `tojson(indent=…)`,
-//!   and of `format` / `str.format` specs, at most [`MAX_WIDTH`];
-//! * `replace` and `join` (filters and Python methods): a result over [`MAX_OUTPUT`] bytes
-//!   is refused before it is built (`'ab'|replace('', big)` multiplies sizes).
+//!   and of `format` / `str.format` specs, at most [`MAX_WIDTH`].
 //!
 //! Each limit fails the render with an error that names it. What compiling a template
-//! costs is bounded before it is compiled (`super::precheck`). Left unbounded: strings
-//! built by repeated concatenation (`{% set ns.s = ns.s ~ ns.s %}` doubles per step), and
-//! the time of many large operations within the fuel (each `'x' * n` may build 100 MB);
-//! minijinja has no hook on its operators, so a hostile template can still exhaust memory
-//! or keep a render busy for hours (see docs/RELIABILITY.md).
+//! costs is bounded before it is compiled (`super::precheck`). What is left unmetered is
+//! what costs more than the size of its input or result: sorting, `unique` and `select`
+//! over lists of long strings read every string but are charged per item (see
+//! docs/RELIABILITY.md).
 
-use minijinja::value::{Kwargs, Rest, StringInput, Value};
-use minijinja::{Environment, Error, ErrorKind, State};
+use minijinja::value::{Kwargs, Rest, StringInput, Value, ValueKind};
+use minijinja::{context, Environment, Error, ErrorKind, State};
+use std::cell::Cell;
+use std::fmt::Write as _;
 
 /// VM instructions a render may execute.
 pub const FUEL: u64 = 20_000_000;
@@ -28,10 +35,179 @@ pub const FUEL: u64 = 20_000_000;
 pub const MAX_OUTPUT: usize = 64 << 20;
 /// The largest width or count a size argument may have.
 pub const MAX_WIDTH: usize = 100_000;
+/// Items a list built by `+` or `*` may hold.
+pub const MAX_ITEMS: usize = 100_000;
+/// Work units (bytes or items) every render may spend, whatever its input.
+pub const WORK_BASE: u64 = 1 << 30;
+/// Work units a render may spend per byte of its input.
+pub const WORK_PER_INPUT_BYTE: u64 = 16;
+/// Work units an item of a list or map costs (a byte costs 1: handling an item, a sort's
+/// comparison for one, takes some 30 times as long as copying a byte).
+pub const ITEM_COST: u64 = 64;
+
+thread_local! {
+    /// Work units left to the render running on this thread.
+    static WORK_LEFT: Cell<u64> = const { Cell::new(WORK_BASE) };
+    /// The work budget of the render running on this thread, and whether it ran out.
+    static WORK_BUDGET: Cell<(u64, bool)> = const { Cell::new((WORK_BASE, false)) };
+}
+
+/// Starts the work meter of a render whose messages and special tokens take
+/// `input_bytes`.
+pub(super) fn start_render(input_bytes: usize) {
+    let budget = WORK_BASE.saturating_add(WORK_PER_INPUT_BYTE.saturating_mul(input_bytes as u64));
+    WORK_LEFT.set(budget);
+    WORK_BUDGET.set((budget, false));
+}
+
+/// Spends `units` of the render's work budget.
+fn charge(units: u64) -> Result<(), Error> {
+    let left = WORK_LEFT.get();
+    if units > left {
+        WORK_LEFT.set(0);
+        WORK_BUDGET.set((WORK_BUDGET.get().0, true));
+        return Err(Error::new(ErrorKind::InvalidOperation, "chat template work limit"));
+    }
+    WORK_LEFT.set(left - units);
+    Ok(())
+}
+
+/// What reading `v` costs: a string's bytes, [`ITEM_COST`] per item of a list or map (with
+/// `items`), at least 1.
+fn size(v: &Value, items: bool) -> u64 {
+    let n = match (v.as_str(), v.as_bytes()) {
+        (Some(s), _) => s.len() as u64,
+        (_, Some(b)) => b.len() as u64,
+        _ if items && matches!(v.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable) => {
+            v.len().unwrap_or(0) as u64 * ITEM_COST
+        }
+        _ => 0,
+    };
+    n.max(1)
+}
+
+/// `__clex_read(x)`: charges the size of `x` and returns it (see `super::meter`).
+pub fn read(v: Value) -> Result<Value, Error> {
+    charge(size(&v, true))?;
+    Ok(v)
+}
+
+/// `__clex_str(x)`: [`read`] for where only a string costs its size.
+pub fn read_str(v: Value) -> Result<Value, Error> {
+    charge(size(&v, false))?;
+    Ok(v)
+}
+
+/// `__clex_op(op, a, b, …)`: `a op b op …`, left to right, for `+`, `*` and `~`, with the
+/// size of each result checked before it is built and charged (see `super::meter`).
+pub fn op(name: &str, operands: Rest<Value>) -> Result<Value, Error> {
+    let mut it = operands.0.into_iter();
+    let mut acc = it.next().ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "operator without operands"))?;
+    for v in it {
+        acc = match name {
+            "~" => concat(&acc, &v)?,
+            "+" | "*" => arith(name, acc, v)?,
+            _ => return Err(Error::new(ErrorKind::InvalidOperation, format!("unknown operator {name:?}"))),
+        };
+    }
+    Ok(acc)
+}
+
+/// The length of `v`'s text, up to a little over [`MAX_OUTPUT`].
+fn display_len(v: &Value) -> usize {
+    if let Some(s) = v.as_str() {
+        return s.len();
+    }
+    let mut out = CappedString { s: String::new(), cap: MAX_OUTPUT };
+    match write!(out, "{v}") {
+        Ok(()) => out.s.len(),
+        Err(_) => MAX_OUTPUT + 1,
+    }
+}
+
+/// A string sink that stops at `cap` bytes.
+struct CappedString {
+    s: String,
+    cap: usize,
+}
+
+impl std::fmt::Write for CappedString {
+    fn write_str(&mut self, x: &str) -> std::fmt::Result {
+        if self.s.len() + x.len() > self.cap {
+            return Err(std::fmt::Error);
+        }
+        self.s.push_str(x);
+        Ok(())
+    }
+}
+
+/// `a ~ b` as minijinja does it (both formatted), stopping at the size limit.
+fn concat(a: &Value, b: &Value) -> Result<Value, Error> {
+    let left = WORK_LEFT.get();
+    let mut out = CappedString { s: String::new(), cap: MAX_OUTPUT.min(usize::try_from(left).unwrap_or(usize::MAX)) };
+    if write!(out, "{a}{b}").is_err() {
+        if out.cap < MAX_OUTPUT {
+            return charge(left.saturating_add(1)).map(|_| Value::UNDEFINED);
+        }
+        return Err(too_large("~", "a string", MAX_OUTPUT, "bytes"));
+    }
+    charge(out.s.len() as u64)?;
+    Ok(Value::from(out.s))
+}
+
+fn too_large(op: &str, what: &str, limit: usize, unit: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{op} would build {what} of more than {limit} {unit}, over the chat-template limit"),
+    )
+}
+
+/// `a + b` and `a * b`: the size of a string or list result is checked and charged, then
+/// minijinja computes it.
+fn arith(name: &str, a: Value, b: Value) -> Result<Value, Error> {
+    let seq = |v: &Value| matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable);
+    let (mut bytes, mut items) = (0u128, 0u128);
+    if name == "+" {
+        if let (Some(x), Some(y)) = (a.as_str(), b.as_str()) {
+            bytes = x.len() as u128 + y.len() as u128;
+        } else if seq(&a) && seq(&b) {
+            items = a.len().unwrap_or(0) as u128 + b.len().unwrap_or(0) as u128;
+        }
+    } else {
+        let repeated = a.as_str().map(|s| (s, &b)).or_else(|| b.as_str().map(|s| (s, &a)));
+        if let Some((s, n)) = repeated {
+            bytes = s.len() as u128 * n.as_usize().unwrap_or(0) as u128;
+        } else if let Some((l, n)) = [(&a, &b), (&b, &a)].into_iter().find(|(l, _)| seq(l)) {
+            items = l.len().unwrap_or(0) as u128 * n.as_usize().unwrap_or(0) as u128;
+        }
+    }
+    if bytes > MAX_OUTPUT as u128 {
+        return Err(too_large(name, "a string", MAX_OUTPUT, "bytes"));
+    }
+    if items > MAX_ITEMS as u128 {
+        return Err(too_large(name, "a list", MAX_ITEMS, "items"));
+    }
+    charge((bytes + items * ITEM_COST as u128).clamp(1, u64::MAX as u128) as u64)?;
+    evaluate(name, a, b)
+}
+
+/// minijinja's own `a + b` / `a * b`, so that every other case behaves as it does.
+fn evaluate(name: &str, a: Value, b: Value) -> Result<Value, Error> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    let env = ENV.get_or_init(Environment::new);
+    let expr = env.compile_expression(if name == "+" { "a + b" } else { "a * b" })?;
+    // without the helper's location, so that minijinja gives the template's line
+    expr.eval(context! { a => a, b => b })
+        .map_err(|e| Error::new(e.kind(), e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string())))
+}
 
 /// Sets the fuel and replaces the size-taking builtins with checked ones.
 pub(super) fn install(env: &mut Environment<'static>) {
     env.set_fuel(Some(FUEL));
+    env.add_function(super::meter::OP_FN, op);
+    env.add_function(super::meter::READ_FN, read);
+    env.add_filter(super::meter::READ_FN, read);
+    env.add_function(super::meter::STR_FN, read_str);
     env.add_filter("indent", indent);
     env.add_filter("slice", |state: &State, v: Value, count: Value, fill: Option<Value>| {
         check_size("slice", "count", &count)?;
@@ -42,7 +218,7 @@ pub(super) fn install(env: &mut Environment<'static>) {
         minijinja::filters::batch(state, v, usize::try_from(count)?, fill)
     });
     env.add_filter("format", |state: &State, f: &Value, args: Rest<Value>| {
-        check_spec("format", f)?;
+        check_spec("format", f, &args[..])?;
         minijinja::filters::format(state, f, args)
     });
     env.add_filter("replace", |state: &State, v: &Value, from: &Value, to: &Value| {
@@ -60,7 +236,7 @@ pub(super) fn install(env: &mut Environment<'static>) {
     });
     env.set_unknown_method_callback(|state: &State, v: &Value, method: &str, args: &[Value]| {
         match (method, args) {
-            ("format", _) => check_spec("str.format", v)?,
+            ("format", _) => check_spec("str.format", v, args)?,
             ("replace", [from, to, ..]) if v.as_str().is_some() => check_replace("str.replace", v, from, to)?,
             ("join", [items]) if v.as_str().is_some() => check_join("str.join", items, Some(v))?,
             _ => {}
@@ -113,6 +289,9 @@ fn indent(
         check_size("indent", "width", w)?;
     }
     let width = width.map(usize::try_from).transpose()?;
+    let lines = v.as_str().bytes().filter(|&b| b == b'\n').count() as u128 + 1;
+    let w = width.or(kw.peek::<Option<usize>>("width").ok().flatten()).unwrap_or(4) as u128;
+    check_result_len("indent", v.as_str().len() as u128 + lines * w)?;
     minijinja::filters::indent(v, width, first, blank, kw)
 }
 
@@ -132,11 +311,13 @@ fn check_size(filter: &str, arg: &str, v: &Value) -> Result<(), Error> {
 /// be ≤ [`MAX_WIDTH`]; and its keys (`%(key)s`, `{0[key]}`) must be ASCII: minijinja
 /// 2.24's format parser slices those by bytes and panics inside a multi-byte character
 /// (found by fuzzing: `'{0[é]}'.format(x)`, `'%(é)s'|format(x)`).
-fn check_spec(what: &str, v: &Value) -> Result<(), Error> {
+fn check_spec(what: &str, v: &Value, args: &[Value]) -> Result<(), Error> {
     let Some(s) = v.as_str() else { return Ok(()) };
     check_keys(what, s)?;
     let mut rest = s;
+    let (mut widths, mut fields) = (0u128, 0u128);
     while let Some(i) = rest.find(['%', '{']) {
+        fields += 1;
         let close = |c: char| if rest.as_bytes()[i] == b'%' { c.is_ascii_alphabetic() || c == '%' } else { c == '}' };
         let spec = &rest[i + 1..];
         let end = spec.find(close).unwrap_or(spec.len());
@@ -145,10 +326,14 @@ fn check_spec(what: &str, v: &Value) -> Result<(), Error> {
             if digits.len() > 6 || digits.parse::<usize>().is_ok_and(|n| n > MAX_WIDTH) {
                 return Err(too_big(&format!("{what}: a width or precision in the format string ({run})")));
             }
+            widths += digits.parse::<u128>().unwrap_or(0);
         }
         rest = &spec[end.min(spec.len())..];
     }
-    Ok(())
+    // each field is an argument's text (the longest, at worst), padded to at most its
+    // width or printed with that many digits
+    let longest = args.iter().map(display_len).max().unwrap_or(0) as u128;
+    check_result_len(what, s.len() as u128 + widths + fields * longest)
 }
 
 /// See [`check_spec`]: a non-ASCII character in a `%(…)` mapping key or in the `[…]` index
@@ -226,6 +411,12 @@ impl std::io::Write for CappedOutput {
 pub(super) fn render_error(e: &Error, out: &CappedOutput) -> String {
     if out.overflowed {
         format!("chat template error: the rendered prompt is over {} MiB (output limit)", MAX_OUTPUT >> 20)
+    } else if let (budget, true) = WORK_BUDGET.get() {
+        format!(
+            "chat template error: the template built or read more than {} MiB of values (work limit; \
+             it repeats costly operations on long strings or lists)",
+            budget >> 20
+        )
     } else if e.kind() == ErrorKind::OutOfFuel {
         format!(
             "chat template error: the template ran more than {FUEL} steps without finishing (fuel limit; a loop that does not end?)"

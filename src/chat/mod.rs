@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 mod format;
 mod json;
 pub mod limits;
+mod meter;
 pub mod precheck;
 mod time;
 
@@ -65,7 +66,19 @@ impl ChatTemplate {
     /// Compiles a Jinja chat template. Syntax errors come back as
     /// `"chat template syntax error: …"` with the line and a source excerpt; a template
     /// that would cost too much to compile (`precheck`) as `"chat template error: …"`.
+    /// The template is compiled with its operators and reads metered (`meter`, `limits`).
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, String> {
+        Self::build(source, bos_token, eos_token, true)
+    }
+
+    /// [`ChatTemplate::new`] without the metering rewrite (the other limits stay): the
+    /// reference that tests and the fuzzer compare the metered template against.
+    #[doc(hidden)]
+    pub fn new_unmetered(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, String> {
+        Self::build(source, bos_token, eos_token, false)
+    }
+
+    fn build(source: &str, bos_token: &str, eos_token: &str, metered: bool) -> Result<Self, String> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -78,7 +91,25 @@ impl ChatTemplate {
         limits::install(&mut env);
         let source = generation_blocks_as_if(source);
         guarded("chat template error", || precheck::check(&source))?;
-        guarded("chat template syntax error", || env.add_template_owned(NAME, source).map_err(|e| format!("chat template syntax error: {e:#}")))?;
+        let compile = |env: &mut Environment<'static>, src: String| {
+            guarded("chat template syntax error", || {
+                env.add_template_owned(NAME, src).map_err(|e| format!("chat template syntax error: {e:#}"))
+            })
+        };
+        if metered {
+            let metered_source = guarded("chat template error", || meter::instrument(&source))?;
+            if let Err(e) = compile(&mut env, metered_source) {
+                // Report the original's own syntax error; else the metered one failed to
+                // compile where the original does not (too deeply nested once wrapped).
+                compile(&mut env, source)?;
+                return Err(format!(
+                    "chat template error: the template's expressions nest too deeply for clex to meter them \
+                     (a limit of clex; {e})"
+                ));
+            }
+        } else {
+            compile(&mut env, source)?;
+        }
         Ok(Self {
             env,
             bos_token: bos_token.to_owned(),
@@ -99,6 +130,10 @@ impl ChatTemplate {
             .get_template(NAME)
             .map_err(|e| format!("chat template error: {e:#}"))?;
         let mut out = limits::CappedOutput::default();
+        let input = messages.iter().map(|m| m.role.len() + m.content.len()).sum::<usize>()
+            + self.bos_token.len()
+            + self.eos_token.len();
+        limits::start_render(input);
         guarded("chat template error", || {
             tmpl.render_captured_to(context! {
                 messages => messages,
