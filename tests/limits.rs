@@ -234,7 +234,11 @@ fn render(src: &str, messages: &[ChatMessage]) -> Result<String, String> {
 fn chat_template_limits_fail_with_a_named_error() {
     let m = [ChatMessage::new("user", "hi\nthere")];
     let cases: &[(&str, &str)] = &[
-        ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "fuel limit"),
+        ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "work limit"),
+        (
+            "{% for i in range(99999) %}{% for j in range(99999) %}{% set x = i - j - i - j - i - j - i - j - i - j %}{% endfor %}{% endfor %}",
+            "fuel limit",
+        ),
         ("{% set n = 60000000 %}{% for i in range(100) %}{{ 'x' * n }}{% endfor %}", "output limit"),
         ("{% set n = 99999999 %}{{ 'x' * n }}", "* would build a string of more than 67108864 bytes"),
         ("{{ messages[0].content|indent(1000000000000000) }}", "indent: width 1000000000000000 is over the chat-template limit"),
@@ -338,6 +342,16 @@ fn chat_template_render_cost_is_metered() {
         ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "~ would build a string of more than"),
         ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "+ would build a string of more than"),
         ("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}", "+ would build a list"),
+        // captured output, which the output limit does not see (1 GB of text per
+        // `{% set %}` block; a macro's output is captured too)
+        (
+            "{% set x %}{% for i in range(99999) %}{% for j in range(99999) %}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA{% endfor %}{% endfor %}{% endset %}",
+            "work limit",
+        ),
+        (
+            "{% macro m(s) %}{{ s }}{{ s }}{% endmacro %}{% set n = 60000000 %}{% set s = 'x' * n %}{% set x %}{% for i in range(100000) %}{{ m(s) }}{% endfor %}{% endset %}",
+            "work limit",
+        ),
         // builders whose result is many times their input
         ("{% set s = '\n' * 60000 %}{{ s|indent(100000) }}", "indent would build a string of"),
         ("{% set n = 10000 %}{% set f = '{:99999}' * n %}{{ f.format(1) }}", "str.format would build a string of"),
@@ -348,11 +362,12 @@ fn chat_template_render_cost_is_metered() {
         let t0 = Instant::now();
         let e = render(src, &m).expect_err(src);
         assert!(e.starts_with("chat template error") && e.contains(want), "{src}: {e}");
+        eprintln!("{:>7.3} s  {}", t0.elapsed().as_secs_f64(), &src[..src.len().min(90)]);
         assert!(t0.elapsed() < Duration::from_secs(10), "{src}: {:?}", t0.elapsed());
     }
     // the same operations at ordinary sizes
     assert_eq!(render("{{ ([1] * 3 + [2])|list }} {{ 'ab' * 2 ~ 1 }} {{ 2 * 3 + 1 }} {{ 'a' + 'b' }}", &m).unwrap(), "[1, 1, 1, 2] abab1 7 ab");
-    assert_eq!(render("{% set n = 1000000 %}{% set s = 'x' * n %}{% for i in range(100) %}{{ (s ~ s)|length }}{% endfor %}", &m).unwrap().len(), 700);
+    assert_eq!(render("{% set n = 1000000 %}{% set s = 'x' * n %}{% for i in range(30) %}{{ (s ~ s)|length }}{% endfor %}", &m).unwrap().len(), 210);
     assert_eq!(render("{{ '%s-%s'|format('a', 'b') }} {{ 'a\nb'|indent(3) }} {{ [1]|tojson(indent=2) }}", &m).unwrap(), "a-b a\n   b [\n  1\n]");
     // errors keep their line numbers through the rewrite
     let src = "{{ 'a'\n ~\n 'b' }}\n{{ 1 +\n'x' }}";
@@ -376,6 +391,10 @@ fn a_long_conversation_stays_far_below_the_fuel() {
     }
     let out = render(&src, &msgs).expect("2000 turns render");
     assert!(out.contains("message 1999") && out.len() < limits::MAX_OUTPUT);
+    // the work budget grows with the input: one 20 MB message (a 256k-token prompt is
+    // about 1 MB) renders through the same template
+    let big = vec![ChatMessage::new("user", "word ".repeat(4 << 20))];
+    assert!(render(&src, &big).expect("a 20 MB message renders").len() > 20 << 20);
 }
 
 // ---------------------------------------------------------------- config.json, safetensors

@@ -37,8 +37,10 @@ pub const MAX_OUTPUT: usize = 64 << 20;
 pub const MAX_WIDTH: usize = 100_000;
 /// Items a list built by `+` or `*` may hold.
 pub const MAX_ITEMS: usize = 100_000;
-/// Work units (bytes or items) every render may spend, whatever its input.
-pub const WORK_BASE: u64 = 1 << 30;
+/// Work units (bytes or items) every render may spend, whatever its input: a quarter of
+/// a second or so of work, and no more memory than that (captured output, `{% set %}`
+/// blocks and macros, is charged as it is emitted).
+pub const WORK_BASE: u64 = 256 << 20;
 /// Work units a render may spend per byte of its input.
 pub const WORK_PER_INPUT_BYTE: u64 = 16;
 /// Work units an item of a list or map costs (a byte costs 1: handling an item, a sort's
@@ -96,6 +98,30 @@ pub fn read(v: Value) -> Result<Value, Error> {
 pub fn read_str(v: Value) -> Result<Value, Error> {
     charge(size(&v, false))?;
     Ok(v)
+}
+
+/// `__clex_loop(items, k)`: charges [`ITEM_COST`] plus `k` (the bytes of text the loop's
+/// body emits) per item, and returns the items (see `super::meter`). Items whose number
+/// is not known up front (a one-shot iterator) are collected first, at most
+/// [`MAX_ITEMS`] of them.
+pub fn for_loop(items: Value, k: u64) -> Result<Value, Error> {
+    let (items, n) = match items.len() {
+        Some(n) => (items, n),
+        None => match items.try_iter() {
+            Ok(iter) if matches!(items.kind(), ValueKind::Iterable) => {
+                let v: Vec<Value> = iter.take(MAX_ITEMS + 1).collect();
+                if v.len() > MAX_ITEMS {
+                    return Err(too_large("a for loop", "a list", MAX_ITEMS, "items"));
+                }
+                let n = v.len();
+                (Value::from(v), n)
+            }
+            // not iterable, or nothing to count: minijinja decides
+            _ => return Ok(items),
+        },
+    };
+    charge((n as u64).saturating_mul(ITEM_COST.saturating_add(k)).max(1))?;
+    Ok(items)
 }
 
 /// `__clex_op(op, a, b, …)`: `a op b op …`, left to right, for `+`, `*` and `~`, with the
@@ -208,6 +234,7 @@ pub(super) fn install(env: &mut Environment<'static>) {
     env.add_function(super::meter::READ_FN, read);
     env.add_filter(super::meter::READ_FN, read);
     env.add_function(super::meter::STR_FN, read_str);
+    env.add_function(super::meter::LOOP_FN, for_loop);
     env.add_filter("indent", indent);
     env.add_filter("slice", |state: &State, v: Value, count: Value, fill: Option<Value>| {
         check_size("slice", "count", &count)?;

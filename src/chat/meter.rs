@@ -15,7 +15,11 @@
 //!   `__clex_read(x)`, which charges the size of `x` (a string's bytes, a list's or map's
 //!   items) and returns it unchanged (`__clex_str(x)` where only a string costs its size:
 //!   `x[i]`, tests, `length`, `first`, `last`); the results of filters, calls and slices
-//!   get `|__clex_read` appended.
+//!   get `|__clex_read` appended;
+//! * what `{{ … }}` emits is read (it may be captured by `{% set %}` blocks and macros,
+//!   where the output limit does not reach), and a `for` loop's iterable goes through
+//!   `__clex_loop(items, k)`, which charges each item plus the `k` bytes of text the
+//!   loop's body emits per pass.
 //!
 //! Everything else is kept byte for byte, including the newlines of what is dropped, so
 //! errors keep their line numbers. Positions come from the tree's spans, which minijinja
@@ -34,6 +38,9 @@ pub const READ_FN: &str = "__clex_read";
 /// The same, charging strings only: for where a list or map costs nothing to look into
 /// (`x[i]`, `length`, `first`, `last`, tests).
 pub const STR_FN: &str = "__clex_str";
+/// The function a `for` loop's iterable goes through: `__clex_loop(items, k)` charges
+/// each item plus the `k` bytes of text the loop's body emits per iteration.
+pub const LOOP_FN: &str = "__clex_loop";
 
 /// A replacement of the source range `start..end`.
 struct Edit {
@@ -45,6 +52,8 @@ struct Edit {
 enum Kind {
     /// `__clex_read(<range, with these edits inside>)` (or [`STR_FN`]).
     Read(&'static str, Vec<Edit>),
+    /// `__clex_loop(<range, with these edits inside>, <bytes>)`.
+    Loop(usize, Vec<Edit>),
     /// `<range, with these edits inside>|__clex_read`: for results of filters, calls and
     /// slices, so that a chain `x|a|b` stays a chain instead of nesting calls (the parser
     /// allows about 70 levels of nesting, and real templates chain filters).
@@ -101,10 +110,15 @@ impl Meter<'_> {
     fn stmt(&self, s: &Stmt, out: &mut Vec<Edit>) {
         match s {
             Stmt::Template(t) => self.stmts(&t.children, out),
-            Stmt::EmitExpr(e) => self.expr(&e.expr, out),
+            // what is emitted is charged: it may be captured (`{% set x %}`, macros),
+            // where the output limit does not reach
+            Stmt::EmitExpr(e) => self.emitted(&e.expr, out),
             Stmt::EmitRaw(_) | Stmt::Continue(_) | Stmt::Break(_) => {}
             Stmt::ForLoop(f) => {
-                self.expr(&f.iter, out);
+                let (start, end) = self.range(&f.iter);
+                let mut inner = Vec::new();
+                self.expr(&f.iter, &mut inner);
+                out.push(Edit { start, end, kind: Kind::Loop(raw_bytes(&f.body), sorted(inner)) });
                 f.filter_expr.iter().for_each(|e| self.expr(e, out));
                 self.stmts(&f.body, out);
                 self.stmts(&f.else_body, out);
@@ -180,6 +194,21 @@ impl Meter<'_> {
     /// nothing for a constant other than a long string.
     fn read(&self, e: &Expr, out: &mut Vec<Edit>) {
         self.read_with(READ_FN, e, out)
+    }
+
+    /// An emitted expression: read, unless what it is made by was charged already (an
+    /// operator's, a filter's or a call's result).
+    fn emitted(&self, e: &Expr, out: &mut Vec<Edit>) {
+        let (start, end) = self.range(e);
+        let mut inner = Vec::new();
+        self.expr(e, &mut inner);
+        match inner.as_slice() {
+            [only] if (only.start, only.end) == (start, end) => out.extend(inner),
+            _ => match e {
+                Expr::Const(c) if c.value.as_str().is_none_or(|s| s.len() <= 64) => out.extend(inner),
+                _ => out.push(Edit { start, end, kind: Kind::Read(READ_FN, sorted(inner)) }),
+            },
+        }
     }
 
     /// [`Meter::read`] with [`STR_FN`].
@@ -427,6 +456,12 @@ impl Meter<'_> {
                     self.emit(out, e.start, e.end, inner)?;
                     out.push(')');
                 }
+                Kind::Loop(bytes, inner) => {
+                    out.push_str(LOOP_FN);
+                    out.push('(');
+                    self.emit(out, e.start, e.end, inner)?;
+                    out.push_str(&format!(", {bytes})"));
+                }
                 Kind::Append(inner) => {
                     self.emit(out, e.start, e.end, inner)?;
                     out.push('|');
@@ -466,6 +501,23 @@ impl Meter<'_> {
         let n = self.src[start..end].bytes().filter(|&b| b == b'\n').count();
         out.extend(std::iter::repeat_n('\n', n));
     }
+}
+
+/// The most text one pass through `body` emits directly: its raw text, with every branch
+/// taken (nested loops charge their own; macros and call blocks are charged as results).
+fn raw_bytes(body: &[Stmt]) -> usize {
+    body.iter()
+        .map(|s| match s {
+            Stmt::EmitRaw(r) => r.raw.len(),
+            Stmt::IfCond(c) => raw_bytes(&c.true_body) + raw_bytes(&c.false_body),
+            Stmt::WithBlock(w) => raw_bytes(&w.body),
+            Stmt::SetBlock(b) => raw_bytes(&b.body),
+            Stmt::AutoEscape(a) => raw_bytes(&a.body),
+            Stmt::FilterBlock(f) => raw_bytes(&f.body),
+            Stmt::Block(b) => raw_bytes(&b.body),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// `edits` in source order.
@@ -535,7 +587,13 @@ mod tests {
             ("{{ s[1:] }}", "{{ __clex_read(s)[1:]|__clex_read }}"),
             ("{{ -f()|abs }}", "{{ -f()|__clex_read|abs|__clex_read }}"),
             ("{{ s.upper()[0] ~ f().x ~ g()() ~ (x|h).y }}", r#"{{ __clex_op("~", __clex_read(__clex_read(s).upper())[0], __clex_read(f()).x, __clex_read(g())()|__clex_read, (__clex_read(__clex_read(x)|h)).y) }}"#),
-            ("{{ x if a.b.c else y }}", "{{ x if a.b.c else y }}"),
+            ("{{ x if a.b.c else y }}", "{{ __clex_read(x if a.b.c else y) }}"),
+            ("{{ x }}{{ 'a' }}{{ m['x'] }}", "{{ __clex_read(x) }}{{ 'a' }}{{ __clex_read(__clex_str(m)['x']) }}"),
+            (
+                "{% for m in messages|reverse if m %}ab{% if m %}cd{% else %}e{% endif %}{% for x in m %}fgh{% endfor %}{% endfor %}",
+                "{% for m in __clex_loop(__clex_read(messages)|reverse|__clex_read, 5) if m %}ab{% if m %}cd{% else %}e{% endif %}\
+                 {% for x in __clex_loop(m, 3) %}fgh{% endfor %}{% endfor %}",
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(instrument(src).unwrap(), want, "{src}");
