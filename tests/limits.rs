@@ -230,6 +230,17 @@ fn render(src: &str, messages: &[ChatMessage]) -> Result<String, String> {
     ChatTemplate::new(src, "<s>", "</s>").expect("compiles").render(messages, true)
 }
 
+/// Each template fails to render with a `chat template error` naming `want`, within `max`.
+fn assert_render_refused(cases: &[(&str, &str)], m: &[ChatMessage], max: Duration) {
+    for (src, want) in cases {
+        let t0 = Instant::now();
+        let e = render(src, m).expect_err(src);
+        assert!(e.starts_with("chat template error") && e.contains(want), "{src}: {e}");
+        eprintln!("{:>7.3} s  {}", t0.elapsed().as_secs_f64(), &src[..src.len().min(90)]);
+        assert!(t0.elapsed() < max, "{src}: {:?}", t0.elapsed());
+    }
+}
+
 #[test]
 fn chat_template_limits_fail_with_a_named_error() {
     let m = [ChatMessage::new("user", "hi\nthere")];
@@ -261,12 +272,7 @@ fn chat_template_limits_fail_with_a_named_error() {
         ("{{ '%(\u{e9})s'|format({'a': 1}) }}", "format: a non-ASCII key"),
         ("{{ '{{{ZZ[ZZAZ][titl|b\u{FFFD}tch('.format(1) }}", "str.format: a non-ASCII key"),
     ];
-    for (src, want) in cases {
-        let t0 = Instant::now();
-        let e = render(src, &m).expect_err(src);
-        assert!(e.starts_with("chat template error") && e.contains(want), "{src}: {e}");
-        assert!(t0.elapsed() < Duration::from_secs(30), "{src}: {:?}", t0.elapsed());
-    }
+    assert_render_refused(cases, &m, Duration::from_secs(30));
     // ordinary sizes still work
     assert_eq!(render("{{ 'a\nb'|indent(2) }}", &m).unwrap(), "a\n  b");
     assert_eq!(render("{{ '%5d'|format(42) }}|{{ '{:>4}'.format('x') }}", &m).unwrap(), "   42|   x");
@@ -358,13 +364,7 @@ fn chat_template_render_cost_is_metered() {
         ("{% set s = 'x' * 60000 %}{{ ('%s' * 2000)|format(*([s] * 2000)) }}", "format would build a string of"),
         ("{% set n = 60000 %}{{ ([[1]] * n)|tojson(indent=100000) }}", "tojson: the text is over the chat-template limit"),
     ];
-    for (src, want) in cases {
-        let t0 = Instant::now();
-        let e = render(src, &m).expect_err(src);
-        assert!(e.starts_with("chat template error") && e.contains(want), "{src}: {e}");
-        eprintln!("{:>7.3} s  {}", t0.elapsed().as_secs_f64(), &src[..src.len().min(90)]);
-        assert!(t0.elapsed() < Duration::from_secs(10), "{src}: {:?}", t0.elapsed());
-    }
+    assert_render_refused(cases, &m, Duration::from_secs(10));
     // the same operations at ordinary sizes
     assert_eq!(render("{{ ([1] * 3 + [2])|list }} {{ 'ab' * 2 ~ 1 }} {{ 2 * 3 + 1 }} {{ 'a' + 'b' }}", &m).unwrap(), "[1, 1, 1, 2] abab1 7 ab");
     assert_eq!(render("{% set n = 1000000 %}{% set s = 'x' * n %}{% for i in range(30) %}{{ (s ~ s)|length }}{% endfor %}", &m).unwrap().len(), 210);

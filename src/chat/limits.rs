@@ -66,12 +66,17 @@ pub(super) fn start_render(input_bytes: usize) {
 fn charge(units: u64) -> Result<(), Error> {
     let left = WORK_LEFT.get();
     if units > left {
-        WORK_LEFT.set(0);
-        WORK_BUDGET.set((WORK_BUDGET.get().0, true));
-        return Err(Error::new(ErrorKind::InvalidOperation, "chat template work limit"));
+        return Err(out_of_work());
     }
     WORK_LEFT.set(left - units);
     Ok(())
+}
+
+/// Marks the render's work budget as spent; the error `render_error` turns into its message.
+fn out_of_work() -> Error {
+    WORK_LEFT.set(0);
+    WORK_BUDGET.set((WORK_BUDGET.get().0, true));
+    Error::new(ErrorKind::InvalidOperation, "chat template work limit")
 }
 
 /// What reading `v` costs: a string's bytes, [`ITEM_COST`] per item of a list or map (with
@@ -173,7 +178,7 @@ fn concat(a: &Value, b: &Value) -> Result<Value, Error> {
     let mut out = CappedString { s: String::new(), cap: MAX_OUTPUT.min(usize::try_from(left).unwrap_or(usize::MAX)) };
     if write!(out, "{a}{b}").is_err() {
         if out.cap < MAX_OUTPUT {
-            return charge(left.saturating_add(1)).map(|_| Value::UNDEFINED);
+            return Err(out_of_work());
         }
         return Err(too_large("~", "a string", MAX_OUTPUT, "bytes"));
     }
@@ -220,8 +225,12 @@ fn arith(name: &str, a: Value, b: Value) -> Result<Value, Error> {
 /// minijinja's own `a + b` / `a * b`, so that every other case behaves as it does.
 fn evaluate(name: &str, a: Value, b: Value) -> Result<Value, Error> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
-    let env = ENV.get_or_init(Environment::new);
-    let expr = env.compile_expression(if name == "+" { "a + b" } else { "a * b" })?;
+    static EXPRS: std::sync::OnceLock<[minijinja::Expression<'static, 'static>; 2]> = std::sync::OnceLock::new();
+    let exprs = EXPRS.get_or_init(|| {
+        let env = ENV.get_or_init(Environment::new);
+        ["a + b", "a * b"].map(|src| env.compile_expression(src).expect("a constant expression compiles"))
+    });
+    let expr = &exprs[usize::from(name != "+")];
     // without the helper's location, so that minijinja gives the template's line
     expr.eval(context! { a => a, b => b })
         .map_err(|e| Error::new(e.kind(), e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string())))

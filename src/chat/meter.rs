@@ -204,10 +204,8 @@ impl Meter<'_> {
         self.expr(e, &mut inner);
         match inner.as_slice() {
             [only] if (only.start, only.end) == (start, end) => out.extend(inner),
-            _ => match e {
-                Expr::Const(c) if c.value.as_str().is_none_or(|s| s.len() <= 64) => out.extend(inner),
-                _ => out.push(Edit { start, end, kind: Kind::Read(READ_FN, sorted(inner)) }),
-            },
+            _ if is_cheap_const(e) => {}
+            _ => out.push(Edit { start, end, kind: Kind::Read(READ_FN, sorted(inner)) }),
         }
     }
 
@@ -217,16 +215,20 @@ impl Meter<'_> {
     }
 
     fn read_with(&self, func: &'static str, e: &Expr, out: &mut Vec<Edit>) {
-        match e {
-            Expr::Const(c) if c.value.as_str().is_none_or(|s| s.len() <= 64) => {}
-            e => out.push(self.read_edit(func, e)),
+        let mut inner = Vec::new();
+        self.expr(e, &mut inner);
+        self.read_collected(func, e, inner, out);
+    }
+
+    /// [`Meter::read_with`] for `e` whose own edits (`inner`) are already collected.
+    fn read_collected(&self, func: &'static str, e: &Expr, inner: Vec<Edit>, out: &mut Vec<Edit>) {
+        if !is_cheap_const(e) {
+            out.push(self.read_edit(func, e, inner));
         }
     }
 
-    fn read_edit(&self, func: &'static str, e: &Expr) -> Edit {
+    fn read_edit(&self, func: &'static str, e: &Expr, mut inner: Vec<Edit>) -> Edit {
         let (start, end) = self.range(e);
-        let mut inner = Vec::new();
-        self.expr(e, &mut inner);
         if let [only] = inner.as_slice() {
             if (only.start, only.end) == (start, end) {
                 match inner.pop().expect("one edit") {
@@ -296,10 +298,9 @@ impl Meter<'_> {
                     self.expr(input, &mut sub);
                     if let [Edit { kind: Kind::Append(_), .. }] = sub.as_slice() {
                         inner.extend(sub); // `x|a|__clex_read|b`: already read as made
-                    } else if matches!(f.name, "length" | "count" | "first" | "last") {
-                        self.read_str(input, &mut inner);
                     } else {
-                        self.read(input, &mut inner);
+                        let func = if matches!(f.name, "length" | "count" | "first" | "last") { STR_FN } else { READ_FN };
+                        self.read_collected(func, input, sub, &mut inner);
                     }
                 }
                 self.args(&f.args, true, &mut inner);
@@ -348,7 +349,7 @@ impl Meter<'_> {
         let mut inner = Vec::new();
         self.expr(e, &mut inner);
         if let [Edit { kind: Kind::Append(_), .. }] = inner.as_slice() {
-            out.push(self.read_edit(READ_FN, e));
+            out.push(self.read_edit(READ_FN, e, inner));
         } else {
             out.extend(inner);
         }
@@ -518,6 +519,11 @@ fn raw_bytes(body: &[Stmt]) -> usize {
             _ => 0,
         })
         .sum()
+}
+
+/// A constant not worth a call: anything but a string over 64 bytes.
+fn is_cheap_const(e: &Expr) -> bool {
+    matches!(e, Expr::Const(c) if c.value.as_str().is_none_or(|s| s.len() <= 64))
 }
 
 /// `edits` in source order.
