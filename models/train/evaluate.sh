@@ -9,8 +9,8 @@ cd "$(dirname "$0")"
 PY=${PY:-/root/.venvs/clex-train/bin/python}
 [ -x "$PY" ] || PY=python3
 BIN=${BIN:-../../target/release/clex-run}
-M=${MODEL:-../clex-llama-3m.gguf}
-C=${CONTROL:-out/gguf/rope-llama-3m.gguf}
+M=${MODEL:-../clex-llama-5m.gguf}
+C=${CONTROL:-out/gguf/rope-llama-5m.gguf}
 LENS=${LENS:-256 512 1024 2048 4096}
 R=out/eval/results
 mkdir -p $R

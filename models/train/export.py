@@ -1,6 +1,6 @@
 """Step 4: write Hugging Face checkpoints that `clex-run convert` takes.
 
-  python export.py [--log-scale]      # out/ckpt/{clex,rope}.pt -> out/hf/{clex-llama-3m,rope-llama-3m}
+  python export.py [--log-scale]      # out/ckpt/{clex,rope}.pt -> out/hf/{clex-llama-5m,rope-llama-5m}
 
 The layout mirrors ../shared/fixtures/clex-tiny/hf: config.json (LlamaForCausalLM; for
 CLEX rope_scaling = {type: clex, max_factor, param_factor, act, time_dt, factor: 1} and
@@ -114,8 +114,8 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     tok = out / "tokenizer" / "tokenizer.model"
-    export(out / "ckpt" / "clex.pt", out / "hf" / "clex-llama-3m", tok, args.log_scale)
-    export(out / "ckpt" / "rope.pt", out / "hf" / "rope-llama-3m", tok, False)
+    export(out / "ckpt" / "clex.pt", out / "hf" / "clex-llama-5m", tok, args.log_scale)
+    export(out / "ckpt" / "rope.pt", out / "hf" / "rope-llama-5m", tok, False)
 
 
 if __name__ == "__main__":

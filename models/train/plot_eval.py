@@ -88,7 +88,7 @@ def main():
     ax.text(262, ax.get_ylim()[0] * 1.05, "trained at 256", color="grey", fontsize=8)
     ax.set_xlabel("window length n (tokens)")
     ax.set_ylabel("perplexity (held-out, 4 × 8192 tokens)")
-    ax.set_title("clex-llama-3m: train at 256, test up to 4096 (16×)")
+    ax.set_title("clex-llama-5m: train at 256, test up to 4096 (16×)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

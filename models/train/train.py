@@ -5,11 +5,12 @@ with CLEX (as the reference trains) or, as the control, with plain RoPE again.
   python train.py finetune  --init out/ckpt/pretrain.pt --clex --steps M --out out/ckpt/clex.pt
   python train.py finetune  --init out/ckpt/pretrain.pt --steps M --out out/ckpt/rope.pt
 
-Every step is one forward over a batch of random 256-token windows of the training stream,
-the first token of each window replaced by BOS (as the perplexity protocol does). With
---clex every forward draws one integer t' in 1..T and sorted random positions spread over
-[0, 256 t') (clexlm.ClexLayer.train_positions), and the ODE is solved with gradients, so U
-and D are learned jointly with the model. Losses go to a CSV, one row per step.
+Every step is one forward over a batch of random 256-token windows of the training stream
+(--seq-len n for the CLEX fine-tune: n-token windows), the first token of each window
+replaced by BOS (as the perplexity protocol does). With --clex every forward draws one
+integer t' in 1..T and sorted random positions spread over [0, 256 t') (n tokens at steps
+of 256/n; clexlm.ClexLayer.train_positions), and the ODE is solved with gradients, so U and
+D are learned jointly with the model. Losses go to a CSV, one row per step.
 """
 
 import argparse
@@ -29,10 +30,10 @@ from clexlm import Config, LlamaLM, ClexLayer
 HERE = Path(__file__).parent
 MODEL = dict(
     vocab_size=4096,
-    hidden_size=192,
-    intermediate_size=512,
+    hidden_size=256,
+    intermediate_size=688,
     num_hidden_layers=4,
-    num_attention_heads=6,
+    num_attention_heads=4,
     num_key_value_heads=2,
     max_position_embeddings=256,
     rope_theta=10000.0,
@@ -103,6 +104,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--log", required=True, help="CSV of per-step losses")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=None,
+                    help="tokens per window of the CLEX fine-tune (default L = 256). As the reference "
+                    "trains its 16K model (train_len 4L): n > L real tokens placed over [0, L t') "
+                    "at positions that are multiples of L/n")
     ap.add_argument("--model-json", help="JSON object overriding the model shape (pretrain only)")
     ap.add_argument("--eval-at", default="", help="comma-separated steps at which to print held-out "
                     "PPL at 256 and 2048 (diagnostics)")
@@ -114,12 +119,15 @@ def main():
     data = np.fromfile(Path(args.data) / "train.u16", dtype=np.uint16)
     held = np.fromfile(Path(args.data) / "heldout.u16", dtype=np.uint16)
     L = MODEL["max_position_embeddings"]  # 256 whatever the shape
+    n = args.seq_len or L  # tokens per training window
+    if n != L and not args.clex:
+        ap.error("--seq-len other than 256 is for the CLEX fine-tune (plain RoPE trains at L)")
 
     if args.phase == "pretrain":
         shape = dict(MODEL, **json.loads(args.model_json)) if args.model_json else MODEL
         model = LlamaLM(Config(**shape))
         lr = args.lr or 2e-3
-        warmup = args.warmup if args.warmup is not None else 30
+        warmup = args.warmup if args.warmup is not None else 100
         floor = lr * 0.05
     else:
         model, _ = load(args.init)
@@ -132,7 +140,7 @@ def main():
     ode_lr = args.ode_lr or lr
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.phase}{' clex' if args.clex else ''}: {n_params/1e6:.3f} M parameters, "
-          f"{args.steps} steps x {args.batch} x {L} tokens, lr {lr}, ode lr {ode_lr}", flush=True)
+          f"{args.steps} steps x {args.batch} x {n} tokens, lr {lr}, ode lr {ode_lr}", flush=True)
 
     decay, no_decay, ode = [], [], []
     for name, p in model.named_parameters():
@@ -151,7 +159,7 @@ def main():
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
 
     # the same window order for the CLEX fine-tune and its control (same seed)
-    it = batches(data, L, args.batch, seed=args.seed + (0 if args.phase == "pretrain" else 1))
+    it = batches(data, n, args.batch, seed=args.seed + (0 if args.phase == "pretrain" else 1))
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     logf = open(args.log, "w", newline="")
     w = csv.writer(logf)
@@ -170,7 +178,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         el = time.time() - t0
-        w.writerow([step + 1, (step + 1) * args.batch * L, f"{loss.item():.4f}", f"{lr * scale:.3g}", t, f"{el:.1f}"])
+        w.writerow([step + 1, (step + 1) * args.batch * n, f"{loss.item():.4f}", f"{lr * scale:.3g}", t, f"{el:.1f}"])
         if str(step + 1) in args.eval_at.split(","):
             e = {n: round(heldout_ppl(model, held, n, 16384 // n), 3) for n in (256, 2048)}
             print(f"step {step+1}: held-out PPL {e}, ratio 2048/256 {e[2048]/e[256]:.3f}", flush=True)
