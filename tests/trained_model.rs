@@ -9,6 +9,8 @@
 //! The gap is there at position 0 already, so it comes from the matrix products (ggml's F16
 //! path against PyTorch's float32 GEMM), not from RoPE or CLEX. Against the unrounded float32
 //! checkpoint the reference itself moves by 5.9e-3; the file records how far the modes differ.
+//! On a CPU without AMX (ggml's other F16 path, as with `repack: false` here) the gap is
+//! 4.7e-3 and the 2e-3 logit bound fails; see models/README.md.
 //! Checks: full-vocabulary
 //! logits at 8 positions and the max logit at every position within 2e-3, the argmax equal
 //! wherever the reference's top-1/top-2 gap is at least 2e-3, the window's mean NLL within
