@@ -119,8 +119,8 @@ def main():
     data = np.fromfile(Path(args.data) / "train.u16", dtype=np.uint16)
     held = np.fromfile(Path(args.data) / "heldout.u16", dtype=np.uint16)
     L = MODEL["max_position_embeddings"]  # 256 whatever the shape
-    n = args.seq_len or L  # tokens per training window
-    if n != L and not args.clex:
+    seq_len = args.seq_len or L  # tokens per training window
+    if seq_len != L and not args.clex:
         ap.error("--seq-len other than 256 is for the CLEX fine-tune (plain RoPE trains at L)")
 
     if args.phase == "pretrain":
@@ -140,7 +140,7 @@ def main():
     ode_lr = args.ode_lr or lr
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.phase}{' clex' if args.clex else ''}: {n_params/1e6:.3f} M parameters, "
-          f"{args.steps} steps x {args.batch} x {n} tokens, lr {lr}, ode lr {ode_lr}", flush=True)
+          f"{args.steps} steps x {args.batch} x {seq_len} tokens, lr {lr}, ode lr {ode_lr}", flush=True)
 
     decay, no_decay, ode = [], [], []
     for name, p in model.named_parameters():
@@ -159,7 +159,7 @@ def main():
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
 
     # the same window order for the CLEX fine-tune and its control (same seed)
-    it = batches(data, n, args.batch, seed=args.seed + (0 if args.phase == "pretrain" else 1))
+    it = batches(data, seq_len, args.batch, seed=args.seed + (0 if args.phase == "pretrain" else 1))
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     logf = open(args.log, "w", newline="")
     w = csv.writer(logf)
@@ -178,7 +178,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         el = time.time() - t0
-        w.writerow([step + 1, (step + 1) * args.batch * n, f"{loss.item():.4f}", f"{lr * scale:.3g}", t, f"{el:.1f}"])
+        w.writerow([step + 1, (step + 1) * args.batch * seq_len, f"{loss.item():.4f}", f"{lr * scale:.3g}", t, f"{el:.1f}"])
         if str(step + 1) in args.eval_at.split(","):
             e = {n: round(heldout_ppl(model, held, n, 16384 // n), 3) for n in (256, 2048)}
             print(f"step {step+1}: held-out PPL {e}, ratio 2048/256 {e[2048]/e[256]:.3f}", flush=True)
