@@ -235,7 +235,9 @@ class ClexLayer(nn.Module):
 
 
 def rope_cos_sin(pos, freq):
-    ang = torch.outer(pos.float(), freq.float())
+    """cos/sin of pos * freq, in float64 if freq is float64 (the test reference), else float32."""
+    dt = torch.float64 if freq.dtype == torch.float64 else torch.float32
+    ang = torch.outer(pos.to(dt), freq.to(dt))
     emb = torch.cat([ang, ang], dim=-1)
     return emb.cos(), emb.sin()
 
@@ -300,12 +302,6 @@ def plain_linear(x, layer):
     return layer(x)
 
 
-def f16_activation_linear(x, layer):
-    """What ggml does for an F16 weight: the activations are rounded to f16 as well,
-    products accumulated in f32. (Weights must already hold f16-representable values.)"""
-    return F.linear(x.half().float(), layer.weight)
-
-
 class Inner(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -332,6 +328,12 @@ class LlamaLM(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
+    def compile_blocks(self):
+        """torch.compile each decoder block for training forwards (inference stays eager). The
+        compiled wrappers share the blocks' parameters and are kept in a plain list, so the
+        state dict is unchanged."""
+        self._compiled = [torch.compile(b) for b in self.model.layers]
+
     def rope(self, n, train):
         """(cos, sin, t, q_scale) for a forward over n tokens."""
         clex = getattr(self.model, "clex_layer", None)
@@ -354,7 +356,8 @@ class LlamaLM(nn.Module):
         n = ids.shape[1]
         cos, sin, t, q_scale = rope_override if rope_override is not None else self.rope(n, train)
         x = self.model.embed_tokens(ids)
-        for blk in self.model.layers:
+        blocks = getattr(self, "_compiled", None) if train else None
+        for blk in blocks or self.model.layers:
             x = blk(x, cos, sin, q_scale, lin)
         x = self.model.norm(x)
         return lin(x, self.lm_head), t

@@ -1,23 +1,23 @@
 """Reference logits of the final CLEX checkpoint for tests/trained_model.rs.
 
-  python make_reference.py [--mode f16wa] [--out ../../tests/data/trained/reference.json]
+  python make_reference.py [--out ../../tests/data/trained/reference.json]
 
 One full forward, no cache, over a held-out 1024-token window (window 1 of the Book of
 Isaiah at n = 1024, i.e. its tokens 1024..2047 with the first replaced by BOS, as the
-perplexity protocol cuts it), at the CLEX bucket the runtime uses, t = ceil(1024/256) = 4,
-with the table z(t) solved in float64 (the runtime solves in f64 too).
+perplexity protocol cuts it), at the CLEX bucket the runtime uses, t = ceil(1024/256) = 4.
 
---mode says which weights/arithmetic the reference uses:
-  f32    the float32 checkpoint as trained;
-  f16w   the matrices rounded to float16, as the committed F16 GGUF stores them (norms and
-         the CLEX tensors stay float32, as in the GGUF);
-  f16wa  f16w, and the input of every matrix product rounded to float16 as well (what
-         ggml's generic F16 dot product would do; not what our runtime measures as).
-Every mode is computed and the differences between them are recorded; the saved logits
-are those of --mode. Measured against clex-run on this window (tests/trained_model.rs) for
-the 5 M model: f16w 1.97e-3, f16wa 5.9e-3 max |delta logit| (the 3 M model before it:
-f16w 2.6e-5, f16wa 1.2e-3, f32 1.8e-3); so the default is f16w: the runtime computes with
-exactly the stored f16 weights and float32 activations.
+The reference computes with the weights exactly as the committed F16 GGUF stores them (the
+matrices rounded to float16; norms and the CLEX tensors float32) and otherwise in float64
+(activations, RoPE angles, the CLEX table), so that its own rounding is negligible. What
+remains is the arithmetic of ggml's F16 matrix kernels, which differs by CPU:
+  * ggml's AMX buffer type (CPUs with AMX; the default, weights repacked) multiplies F16
+    weights with float32 activations, for a weight of out x in with out % 32 == 0 and
+    in % 16 == 0; other F16 weights stay in a plain buffer;
+  * the plain F16 kernel (any other CPU, `--no-repack`) first rounds the activations to f16.
+So the file holds one variant per kernel assignment, each naming the matrices whose input
+is rounded to f16 (`f16_inputs`, GGUF tensor kinds): "amx" (the rule above) and "generic"
+(every matrix). The test picks the variant that matches where the runtime placed the weights.
+The float32 forward of the unrounded checkpoint is recorded too (`f32_checkpoint_vs_amx`).
 """
 
 import argparse
@@ -26,16 +26,16 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 
-from clexlm import f16_activation_linear, plain_linear
 from train import load
 
 HERE = Path(__file__).parent
 POSITIONS = [0, 1, 100, 255, 256, 511, 512, 1023]
+KINDS = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+         "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down", "lm_head": "output"}
 
 
 def f16_round_matrices(model):
@@ -43,6 +43,25 @@ def f16_round_matrices(model):
         for name, p in model.named_parameters():
             if p.dim() == 2 and "clex_layer" not in name:
                 p.copy_(p.half().float())
+
+
+def kind_of(model):
+    """id(linear layer) -> GGUF tensor kind."""
+    return {id(m): KINDS[name.rsplit(".", 1)[-1]] for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)}
+
+
+def amx_takes(layer):
+    out, k = layer.weight.shape
+    return out % 32 == 0 and k % 16 == 0
+
+
+def variant_linear(kinds, rounded):
+    def lin(x, layer):
+        if kinds[id(layer)] in rounded:
+            x = x.half().to(x.dtype)
+        return F.linear(x, layer.weight)
+    return lin
 
 
 def main():
@@ -53,7 +72,6 @@ def main():
     ap.add_argument("--gguf", default=str(HERE.parent / "clex-llama-5m.gguf"))
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--window", type=int, default=1)
-    ap.add_argument("--mode", default="f16w", choices=["f32", "f16w", "f16wa"])
     ap.add_argument("--out", default=str(HERE.parent.parent / "tests" / "data" / "trained" / "reference.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -68,31 +86,51 @@ def main():
     ids[0] = 1
     x = torch.tensor(ids)[None]
 
-    runs = {}
-    for mode in ("f32", "f16w", "f16wa"):
-        model, ck = load(args.ckpt)
-        if mode != "f32":
-            f16_round_matrices(model)
-        model.eval().prepare_inference(float64_table=True)
-        lin = f16_activation_linear if mode == "f16wa" else plain_linear
+    # float32, unrounded: the checkpoint as trained (recorded for comparison only)
+    model, _ = load(args.ckpt)
+    model.eval().prepare_inference(float64_table=True)
+    with torch.no_grad():
+        f32_logits = model(x)[0][0].double()
+
+    model, _ = load(args.ckpt)
+    f16_round_matrices(model)
+    model.double().eval().prepare_inference(float64_table=True)
+    model.clex_table = model.clex_table.double()
+    kinds = kind_of(model)
+    all_kinds = sorted(set(kinds.values()))
+    amx_rounded = sorted({kinds[id(m)] for m in model.modules()
+                          if isinstance(m, torch.nn.Linear) and not amx_takes(m)})
+    variants = {}
+    for name, rounded in (("amx", amx_rounded), ("generic", all_kinds)):
         with torch.no_grad():
-            logits, t = model(x, lin=lin)
-        runs[mode] = (logits[0].float(), t, model)
-    logits, t, model = runs[args.mode]
+            logits, t = model(x, lin=variant_linear(kinds, set(rounded)))
+        logits = logits[0]
+        top2 = logits.topk(2, dim=-1)
+        nll = F.cross_entropy(logits[:-1], x[0, 1:], reduction="none")
+        variants[name] = {
+            "f16_inputs": rounded,
+            "logits": [[float(f"{v:.9g}") for v in logits[p].tolist()] for p in POSITIONS],
+            "argmax": top2.indices[:, 0].tolist(),
+            "max_logit": [float(f"{v:.9g}") for v in top2.values[:, 0].tolist()],
+            "margin": [float(f"{v:.6g}") for v in (top2.values[:, 0] - top2.values[:, 1]).tolist()],
+            "mean_nll": float(nll.mean()),
+            "_logits": logits,
+        }
     diffs = {
-        f"{a}_vs_{b}": float((runs[a][0] - runs[b][0]).abs().max())
-        for a, b in (("f32", "f16w"), ("f32", "f16wa"), ("f16w", "f16wa"))
+        "amx_vs_generic": float((variants["amx"]["_logits"] - variants["generic"]["_logits"]).abs().max()),
+        "f32_checkpoint_vs_amx": float((f32_logits - variants["amx"]["_logits"]).abs().max()),
     }
-    top2 = logits.topk(2, dim=-1)
-    nll = F.cross_entropy(logits[:-1].double(), x[0, 1:], reduction="none")
+    for v in variants.values():
+        del v["_logits"]
     sent = "In the beginning God created the heaven and the earth.\nAnd God said, Let there be light: and there was light."
     gguf = Path(args.gguf)
     ref = {
         "description": "Logits of the final CLEX checkpoint (models/train/out/ckpt/clex.pt) on a held-out "
         f"{n}-token window: window {k} of the Book of Isaiah (tokens {k*n}..{(k+1)*n-1} of [BOS]+tokens, "
-        "first replaced by BOS), one full forward without cache, CLEX bucket t = ceil(n/L), table solved "
-        f"in float64. Weights/arithmetic: mode {args.mode!r} (see models/train/make_reference.py).",
-        "mode": args.mode,
+        "first replaced by BOS), one full forward without cache, CLEX bucket t = ceil(n/L). Matrices "
+        "rounded to f16 as the GGUF stores them, everything else in float64; one variant per ggml F16 "
+        "kernel assignment, naming the matrices whose input that kernel rounds to f16 "
+        "(see models/train/make_reference.py).",
         "gguf": gguf.name,
         "gguf_sha256": hashlib.sha256(gguf.read_bytes()).hexdigest() if gguf.exists() else None,
         "n": n,
@@ -101,20 +139,17 @@ def main():
         "log_scale": bool(model.cfg.log_scale),
         "ids": ids,
         "positions": POSITIONS,
-        "logits": [[float(f"{v:.8g}") for v in logits[p].tolist()] for p in POSITIONS],
-        "argmax": top2.indices[:, 0].tolist(),
-        "max_logit": [float(f"{v:.8g}") for v in top2.values[:, 0].tolist()],
-        "margin": [float(f"{v:.6g}") for v in (top2.values[:, 0] - top2.values[:, 1]).tolist()],
-        "mean_nll": float(nll.mean()),
+        "variants": variants,
         "table_t": model.clex_table[t - 1].tolist(),
-        "mode_max_abs_diffs": diffs,
+        "max_abs_diffs": diffs,
         "tokenizer_case": {"text": sent, "ids": [1] + sp.encode(sent)},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(ref, separators=(",", ":")) + "\n")
-    print(f"wrote {out} ({out.stat().st_size/1e3:.0f} kB): t = {t}, mean NLL {ref['mean_nll']:.4f} "
-          f"(PPL {math.exp(ref['mean_nll']):.2f}), mode differences {json.dumps(diffs)}")
+    print(f"wrote {out} ({out.stat().st_size/1e3:.0f} kB): t = {t}, mean NLL "
+          f"{variants['amx']['mean_nll']:.4f} (PPL {math.exp(variants['amx']['mean_nll']):.2f}), "
+          f"f16 inputs under amx: {amx_rounded}, differences {json.dumps(diffs)}")
 
 
 if __name__ == "__main__":

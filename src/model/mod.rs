@@ -287,6 +287,21 @@ impl Model {
         self.store.len()
     }
 
+    /// Where each weight lives: (GGUF tensor name, ggml buffer type name), e.g.
+    /// ("blk.0.ffn_up.weight", "AMX") for a weight repacked for the CPU's AMX kernels,
+    /// "CPU" for one read from the file map or copied plainly, a GPU's name when offloaded.
+    /// The buffer type decides which matrix kernel runs a weight's products, and with it
+    /// their rounding (an F16 weight in a plain CPU buffer has its activations rounded
+    /// to f16; ggml's AMX buffer keeps them f32).
+    pub fn weight_placement(&self) -> Vec<(String, String)> {
+        (0..self.store.len())
+            .map(|i| {
+                let t = self.store.get(i);
+                (t.name(), t.buffer_type_name().unwrap_or_else(|| "none".into()))
+            })
+            .collect()
+    }
+
     /// Size of the weights in bytes.
     pub fn weights_bytes(&self) -> u64 {
         self.gguf.tensors().iter().map(|t| t.size).sum()

@@ -4,7 +4,7 @@ use super::backend::{Backend, Buffer};
 use super::mmap::MappedFile;
 use super::repack::{copy_to_cpu, release_pages, ExtraBufts, RepackStats, WeightUse};
 use crate::*;
-use std::ffi::{c_void, CString};
+use std::ffi::{c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -69,6 +69,18 @@ impl<'a> Tensor<'a> {
     /// Whether the tensor has memory (a buffer or data pointer).
     pub fn is_allocated(&self) -> bool {
         !self.inner().buffer.is_null() || !self.inner().data.is_null()
+    }
+    /// The name of the buffer type that holds the tensor's data ("CPU", "CPU_REPACK",
+    /// "AMX", "Vulkan0", ...), or `None` before it has a buffer (or for a bare data pointer).
+    pub fn buffer_type_name(&self) -> Option<String> {
+        let buf = self.inner().buffer;
+        if buf.is_null() {
+            return None;
+        }
+        // SAFETY: a tensor's buffer lives as long as the tensor is usable; buffer types
+        // and their names are static in ggml.
+        let name = unsafe { CStr::from_ptr(ggml_backend_buft_name(ggml_backend_buffer_get_type(buf))) };
+        Some(name.to_string_lossy().into_owned())
     }
     /// Copies `bytes` into the tensor at byte `offset` (any backend).
     pub fn set_bytes(&self, offset: usize, bytes: &[u8]) {
