@@ -33,7 +33,7 @@ class Config:
     def __init__(self, **kw):
         self.vocab_size = kw.get("vocab_size", 8000)
         self.hidden_size = kw.get("hidden_size", 256)
-        self.intermediate_size = kw.get("intermediate_size", 688)
+        self.intermediate_size = kw.get("intermediate_size", 704)
         self.num_hidden_layers = kw.get("num_hidden_layers", 4)
         self.num_attention_heads = kw.get("num_attention_heads", 8)
         self.num_key_value_heads = kw.get("num_key_value_heads", 4)
