@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # clex vs llama.cpp, side by side: `clex-run bench` and llama.cpp's `llama-bench` run
 # alternately on the same model file with the same arguments; prints, per test, each
-# tool's median t/s over every sample of every round and the ratio clex / llama.cpp.
+# tool's median t/s over every sample of every round and the ratio clex / llama.cpp, and the
+# paired ratio: the median over rounds of the two tools' ratio within a round.
 #
 #   scripts/bench-vs-llamacpp.sh MODEL.gguf [llama-bench args…]
 #   scripts/bench-vs-llamacpp.sh models/clex-tiny-random.gguf -p 512 -n 128 -t 2
 #   scripts/bench-vs-llamacpp.sh M.gguf -p 0 -n 128 -d 4096,16384 -r 3 --clex-args "--rope-scaling clex-ntk --yarn-orig-ctx 2048"
 #   scripts/bench-vs-llamacpp.sh --build-only          # build llama-bench (and llama-simple,
 #                                                      # llama-completion), print the folder
+#   scripts/bench-vs-llamacpp.sh --summarize OUT_DIR   # the table again, from kept raw results
 #   scripts/bench-vs-llamacpp.sh --ttft MODEL.gguf [-t N] [--runs N] [--prompt TEXT]
 #                                                      # wall time from process start to the
 #                                                      # first generated token, both tools
@@ -224,6 +226,53 @@ PY
   exit 0
 fi
 
+# --- the summary table of a results folder (also: --summarize OUT_DIR) ----------------------
+summarize() {  # OUT_DIR
+python3 - "$1" <<'PY'
+import glob, json, os, re, statistics, sys
+out_dir = sys.argv[1]
+def load(tool):
+    """{round: rows} from OUT_DIR/{tool}-{round}.json"""
+    per = {}
+    for f in glob.glob(os.path.join(out_dir, f"{tool}-*.json")):
+        per[int(re.search(r"-(\d+)\.json$", f).group(1))] = json.load(open(f))
+    return per
+def name(r):
+    p, g, d = r["n_prompt"], r["n_gen"], r["n_depth"]
+    s = f"pp{p}" if g == 0 else f"tg{g}" if p == 0 else f"pp{p}+tg{g}"
+    return s + (f" @ d{d}" if d else "")
+def key(r):
+    fa = {-1: "auto", 0: "off", 1: "on"}.get(int(r["flash_attn"]), str(r["flash_attn"]))
+    if fa == "auto": fa = "on"   # both tools: auto = on for the CPU
+    return (name(r), r["n_threads"], r["n_batch"], r["n_ubatch"], r["type_k"], r["type_v"], fa)
+llama, clex = {}, {}   # key -> {round: samples}
+for rnd, rows in load("llama").items():
+    for r in rows:
+        llama.setdefault(key(r), {}).setdefault(rnd, []).extend(r["samples_ts"])
+for rnd, rows in load("clex").items():
+    for r in rows:
+        clex.setdefault((key(r), r.get("rope_scaling", "")), {}).setdefault(rnd, []).extend(r["samples_ts"])
+rounds = len(load("clex"))
+model = next(iter(load("clex").values()), [{}])[0].get("model_type", "?")
+print(f"\n{model}: {rounds} alternated rounds. Pooled: the median t/s over every repetition of every")
+print("round, and their ratio. Paired: the median over rounds of (clex median / llama.cpp median in")
+print("the same round), with its range; it cancels the machine's drift between rounds.\n")
+hdr = "| test | threads | ub | K/V | fa | clex rope | llama.cpp t/s | clex t/s | clex / llama.cpp | paired (min–max) |"
+print(hdr); print("|" + "---|" * (hdr.count("|") - 1))
+for (k, rope), per in clex.items():
+    test, t, b, ub, tk, tv, fa = k
+    c = statistics.median([x for v in per.values() for x in v])
+    lper = llama.get(k, {})
+    l = statistics.median([x for v in lper.values() for x in v]) if lper else float("nan")
+    pr = [statistics.median(per[r]) / statistics.median(lper[r]) for r in sorted(per) if r in lper]
+    paired = f"{statistics.median(pr):.3f} ({min(pr):.3f}–{max(pr):.3f})" if pr else "n/a"
+    print(f"| {test} | {t} | {ub} | {tk}/{tv} | {fa} | {rope or 'model'} | {l:.2f} | {c:.2f} | {c / l:.3f} | {paired} |")
+PY
+}
+if [ "${1:-}" = "--summarize" ]; then
+  summarize "${2:?usage: bench-vs-llamacpp.sh --summarize OUT_DIR}"; exit 0
+fi
+
 # --- throughput: alternate llama-bench and clex-run bench ---------------------------------
 MODEL=${1:?usage: bench-vs-llamacpp.sh MODEL.gguf [llama-bench args…] [--clex-args "…"] [--llama-args "…"]}; shift
 [ -f "$MODEL" ] || die "no model file $MODEL"
@@ -252,34 +301,4 @@ for r in $(seq 1 "$ROUNDS"); do
   fi
 done
 
-python3 - "$OUT_DIR" "$ROUNDS" <<'PY'
-import glob, json, os, statistics, sys
-out_dir, rounds = sys.argv[1], int(sys.argv[2])
-def load(tool):
-    rows = []
-    for f in sorted(glob.glob(os.path.join(out_dir, f"{tool}-*.json"))):
-        rows += json.load(open(f))
-    return rows
-def name(r):
-    p, g, d = r["n_prompt"], r["n_gen"], r["n_depth"]
-    s = f"pp{p}" if g == 0 else f"tg{g}" if p == 0 else f"pp{p}+tg{g}"
-    return s + (f" @ d{d}" if d else "")
-def key(r):
-    fa = {-1: "auto", 0: "off", 1: "on"}.get(int(r["flash_attn"]), str(r["flash_attn"]))
-    if fa == "auto": fa = "on"   # both tools: auto = on for the CPU
-    return (name(r), r["n_threads"], r["n_batch"], r["n_ubatch"], r["type_k"], r["type_v"], fa)
-llama, clex = {}, {}
-for r in load("llama"):
-    llama.setdefault(key(r), []).extend(r["samples_ts"])
-for r in load("clex"):
-    clex.setdefault((key(r), r.get("rope_scaling", "")), []).extend(r["samples_ts"])
-model = (load("clex") or [{}])[0].get("model_type", "?")
-print(f"\n{model}: median t/s over {rounds} alternated rounds (every repetition of every round)\n")
-hdr = "| test | threads | ub | K/V | fa | clex rope | llama.cpp t/s | clex t/s | clex / llama.cpp |"
-print(hdr); print("|" + "---|" * (hdr.count("|") - 1))
-for (k, rope), v in clex.items():
-    test, t, b, ub, tk, tv, fa = k
-    c = statistics.median(v)
-    l = statistics.median(llama[k]) if k in llama else float("nan")
-    print(f"| {test} | {t} | {ub} | {tk}/{tv} | {fa} | {rope or 'model'} | {l:.2f} | {c:.2f} | {c / l:.3f} |")
-PY
+summarize "$OUT_DIR"
