@@ -114,6 +114,8 @@ if [ "${1:-}" = "--make-llama" ]; then
   FIX=${CLEX_FIXTURES:-$HERE/../shared/fixtures}/clex-tiny/hf
   [ -f "$FIX/tokenizer.model" ] || die "no tokenizer at $FIX (the shared fixtures)"
   [ -x "$CLEX_RUN" ] || (cd "$HERE" && cargo build --release >&2)
+  python3 -c "import numpy" 2>/dev/null ||
+    die "--make-llama needs NumPy for python3 (pip install numpy, or put a venv that has it first on PATH)"
   HF=$(mktemp -d); trap 'rm -rf "$HF"' EXIT
   cp "$FIX"/tokenizer.model "$FIX"/tokenizer_config.json "$FIX"/special_tokens_map.json "$HF"/
   python3 - "$HF" <<'PY'
