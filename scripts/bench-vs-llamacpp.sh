@@ -247,15 +247,16 @@ def key(r):
     fa = {-1: "auto", 0: "off", 1: "on"}.get(int(r["flash_attn"]), str(r["flash_attn"]))
     if fa == "auto": fa = "on"   # both tools: auto = on for the CPU
     return (name(r), r["n_threads"], r["n_batch"], r["n_ubatch"], r["type_k"], r["type_v"], fa)
+llama_runs, clex_runs = load("llama"), load("clex")
 llama, clex = {}, {}   # key -> {round: samples}
-for rnd, rows in load("llama").items():
+for rnd, rows in llama_runs.items():
     for r in rows:
         llama.setdefault(key(r), {}).setdefault(rnd, []).extend(r["samples_ts"])
-for rnd, rows in load("clex").items():
+for rnd, rows in clex_runs.items():
     for r in rows:
         clex.setdefault((key(r), r.get("rope_scaling", "")), {}).setdefault(rnd, []).extend(r["samples_ts"])
-rounds = len(load("clex"))
-model = next(iter(load("clex").values()), [{}])[0].get("model_type", "?")
+rounds = len(clex_runs)
+model = next(iter(clex_runs.values()), [{}])[0].get("model_type", "?")
 print(f"\n{model}: {rounds} alternated rounds. Pooled: the median t/s over every repetition of every")
 print("round, and their ratio. Paired: the median over rounds of (clex median / llama.cpp median in")
 print("the same round), with its range; it cancels the machine's drift between rounds.\n")

@@ -289,7 +289,8 @@ impl Model {
 
     /// Where each weight lives: (GGUF tensor name, ggml buffer type name), e.g.
     /// ("blk.0.ffn_up.weight", "AMX") for a weight repacked for the CPU's AMX kernels,
-    /// "CPU" for one read from the file map or copied plainly, a GPU's name when offloaded.
+    /// "CPU_Mapped" for one read in place from the file map, "CPU" for a plain copy, a GPU's
+    /// name when offloaded.
     /// The buffer type decides which matrix kernel runs a weight's products, and with it
     /// their rounding (an F16 weight in a plain CPU buffer has its activations rounded
     /// to f16; ggml's AMX buffer keeps them f32).
