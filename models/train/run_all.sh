@@ -12,12 +12,14 @@ cd "$(dirname "$0")"
 PY=${PY:-/root/.venvs/clex-train/bin/python}
 [ -x "$PY" ] || PY=python3
 TEXTS=${TEXTS:-$HOME/.cache/clex-test-data/texts}
-PRE_STEPS=${PRE_STEPS:-6000}
+PRE_STEPS=${PRE_STEPS:-12000}
 PRE_BATCH=${PRE_BATCH:-16}
-FT_STEPS=${FT_STEPS:-800}
+FT_STEPS=${FT_STEPS:-1200}
 FT_BATCH=${FT_BATCH:-16}
 CLEX_SEQ=${CLEX_SEQ:-1024}   # CLEX windows: FT_BATCH*256/CLEX_SEQ of them per step, the same tokens as the control
 ODE_LR=${ODE_LR:-1e-4}
+# held-out PPL at 256 and 2048 during pre-training: step 400, then every sixth of the run
+EVAL_AT=${EVAL_AT:-400,$(seq -s, $(( PRE_STEPS / 6 )) $(( PRE_STEPS / 6 )) $PRE_STEPS)}
 mkdir -p out/logs out/ckpt
 T=out/timings.csv
 [ -f $T ] || echo "phase,seconds,started" > $T
@@ -30,7 +32,7 @@ phase() {  # name, command...
 }
 [ -f out/data/train.u16 ] || phase data "$PY" data.py --texts "$TEXTS"
 [ -f out/ckpt/pretrain.pt ] || phase pretrain "$PY" train.py pretrain --steps $PRE_STEPS --batch $PRE_BATCH \
-    --out out/ckpt/pretrain.pt --log out/logs/pretrain.csv --eval-at 400,1200,2400,3600,4800,6000
+    --out out/ckpt/pretrain.pt --log out/logs/pretrain.csv --eval-at $EVAL_AT
 [ -f out/ckpt/clex.pt ] || phase finetune-clex "$PY" train.py finetune --init out/ckpt/pretrain.pt --clex \
     --steps $FT_STEPS --seq-len $CLEX_SEQ --batch $(( FT_BATCH * 256 / CLEX_SEQ )) --ode-lr $ODE_LR --out out/ckpt/clex.pt --log out/logs/finetune-clex.csv
 [ -f out/ckpt/rope.pt ] || phase finetune-rope "$PY" train.py finetune --init out/ckpt/pretrain.pt \
