@@ -9,7 +9,8 @@
 #   scripts/bench-vs-llamacpp.sh M.gguf -p 0 -n 128 -d 4096,16384 -r 3 --clex-args "--rope-scaling clex-ntk --yarn-orig-ctx 2048"
 #   scripts/bench-vs-llamacpp.sh --build-only          # build llama-bench (and llama-simple,
 #                                                      # llama-completion), print the folder
-#   scripts/bench-vs-llamacpp.sh --summarize OUT_DIR   # the table again, from kept raw results
+#   scripts/bench-vs-llamacpp.sh --summarize OUT_DIR…  # the table again, from kept raw results
+#                                                      # (several folders: their rounds pooled)
 #   scripts/bench-vs-llamacpp.sh --ttft MODEL.gguf [-t N] [--runs N] [--prompt TEXT]
 #                                                      # wall time from process start to the
 #                                                      # first generated token, both tools
@@ -229,15 +230,16 @@ PY
 fi
 
 # --- the summary table of a results folder (also: --summarize OUT_DIR) ----------------------
-summarize() {  # OUT_DIR
-python3 - "$1" <<'PY'
+summarize() {  # OUT_DIR…
+python3 - "$@" <<'PY'
 import glob, json, os, re, statistics, sys
-out_dir = sys.argv[1]
+out_dirs = sys.argv[1:]
 def load(tool):
-    """{round: rows} from OUT_DIR/{tool}-{round}.json"""
+    """{(folder, round): rows} from each OUT_DIR/{tool}-{round}.json"""
     per = {}
-    for f in glob.glob(os.path.join(out_dir, f"{tool}-*.json")):
-        per[int(re.search(r"-(\d+)\.json$", f).group(1))] = json.load(open(f))
+    for i, d in enumerate(out_dirs):
+        for f in glob.glob(os.path.join(d, f"{tool}-*.json")):
+            per[(i, int(re.search(r"-(\d+)\.json$", f).group(1)))] = json.load(open(f))
     return per
 def name(r):
     p, g, d = r["n_prompt"], r["n_gen"], r["n_depth"]
@@ -247,20 +249,24 @@ def key(r):
     fa = {-1: "auto", 0: "off", 1: "on"}.get(int(r["flash_attn"]), str(r["flash_attn"]))
     if fa == "auto": fa = "on"   # both tools: auto = on for the CPU
     return (name(r), r["n_threads"], r["n_batch"], r["n_ubatch"], r["type_k"], r["type_v"], fa)
+def by_key(runs, extra):
+    """key (+ extra(row) for clex) -> {round: samples}"""
+    out = {}
+    for rnd, rows in runs.items():
+        for r in rows:
+            out.setdefault(extra(r), {}).setdefault(rnd, []).extend(r["samples_ts"])
+    return out
 llama_runs, clex_runs = load("llama"), load("clex")
-llama, clex = {}, {}   # key -> {round: samples}
-for rnd, rows in llama_runs.items():
-    for r in rows:
-        llama.setdefault(key(r), {}).setdefault(rnd, []).extend(r["samples_ts"])
-for rnd, rows in clex_runs.items():
-    for r in rows:
-        clex.setdefault((key(r), r.get("rope_scaling", "")), {}).setdefault(rnd, []).extend(r["samples_ts"])
+llama = by_key(llama_runs, key)
+clex = by_key(clex_runs, lambda r: (key(r), r.get("rope_scaling", "")))
 rounds = len(clex_runs)
 model = next(iter(clex_runs.values()), [{}])[0].get("model_type", "?")
-print(f"\n{model}: {rounds} alternated rounds. Pooled: the median t/s over every repetition of every")
-print("round, and their ratio. Paired: the median over rounds of (clex median / llama.cpp median in")
-print("the same round), with its range; it cancels the machine's drift between rounds.\n")
-hdr = "| test | threads | ub | K/V | fa | clex rope | llama.cpp t/s | clex t/s | clex / llama.cpp | paired (min–max) |"
+where = f" from {len(out_dirs)} result folders" if len(out_dirs) > 1 else ""
+print(f"\n{model}: {rounds} alternated rounds{where}. Pooled: the median t/s over every repetition")
+print("of every round, and their ratio. Paired: the median over rounds of (clex median / llama.cpp")
+print("median in the same round), with its range; it cancels the machine's drift between rounds.")
+print("Ahead: the rounds in which clex's median was higher.\n")
+hdr = "| test | threads | ub | K/V | fa | clex rope | llama.cpp t/s | clex t/s | clex / llama.cpp | paired (min–max) | ahead |"
 print(hdr); print("|" + "---|" * (hdr.count("|") - 1))
 for (k, rope), per in clex.items():
     test, t, b, ub, tk, tv, fa = k
@@ -269,11 +275,13 @@ for (k, rope), per in clex.items():
     l = statistics.median([x for v in lper.values() for x in v]) if lper else float("nan")
     pr = [statistics.median(per[r]) / statistics.median(lper[r]) for r in sorted(per) if r in lper]
     paired = f"{statistics.median(pr):.3f} ({min(pr):.3f}–{max(pr):.3f})" if pr else "n/a"
-    print(f"| {test} | {t} | {ub} | {tk}/{tv} | {fa} | {rope or 'model'} | {l:.2f} | {c:.2f} | {c / l:.3f} | {paired} |")
+    ahead = f"{sum(x > 1 for x in pr)}/{len(pr)}" if pr else "n/a"
+    print(f"| {test} | {t} | {ub} | {tk}/{tv} | {fa} | {rope or 'model'} | {l:.2f} | {c:.2f} | {c / l:.3f} | {paired} | {ahead} |")
 PY
 }
 if [ "${1:-}" = "--summarize" ]; then
-  summarize "${2:?usage: bench-vs-llamacpp.sh --summarize OUT_DIR}"; exit 0
+  shift; [ $# -gt 0 ] || die "usage: bench-vs-llamacpp.sh --summarize OUT_DIR [OUT_DIR…]"
+  summarize "$@"; exit 0
 fi
 
 # --- throughput: alternate llama-bench and clex-run bench ---------------------------------
