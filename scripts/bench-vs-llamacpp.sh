@@ -234,6 +234,9 @@ summarize() {  # OUT_DIR…
 python3 - "$@" <<'PY'
 import glob, json, os, re, statistics, sys
 out_dirs = sys.argv[1:]
+for d in out_dirs:
+    if not glob.glob(os.path.join(d, "clex-*.json")) or not glob.glob(os.path.join(d, "llama-*.json")):
+        sys.exit(f"bench-vs-llamacpp.sh: no clex-N.json and llama-N.json results in {d}")
 def load(tool):
     """{(folder, round): rows} from each OUT_DIR/{tool}-{round}.json"""
     per = {}
