@@ -229,19 +229,19 @@ PY
   exit 0
 fi
 
-# --- the summary table of a results folder (also: --summarize OUT_DIR) ----------------------
+# --- the summary table of result folders (also: --summarize OUT_DIR…) ----------------------
 summarize() {  # OUT_DIR…
 python3 - "$@" <<'PY'
 import glob, json, os, re, statistics, sys
 out_dirs = sys.argv[1:]
-for d in out_dirs:
-    if not glob.glob(os.path.join(d, "clex-*.json")) or not glob.glob(os.path.join(d, "llama-*.json")):
-        sys.exit(f"bench-vs-llamacpp.sh: no clex-N.json and llama-N.json results in {d}")
 def load(tool):
     """{(folder, round): rows} from each OUT_DIR/{tool}-{round}.json"""
     per = {}
     for i, d in enumerate(out_dirs):
-        for f in glob.glob(os.path.join(d, f"{tool}-*.json")):
+        files = glob.glob(os.path.join(d, f"{tool}-*.json"))
+        if not files:
+            sys.exit(f"bench-vs-llamacpp.sh: no {tool}-N.json results in {d}")
+        for f in files:
             per[(i, int(re.search(r"-(\d+)\.json$", f).group(1)))] = json.load(open(f))
     return per
 def name(r):
@@ -252,12 +252,12 @@ def key(r):
     fa = {-1: "auto", 0: "off", 1: "on"}.get(int(r["flash_attn"]), str(r["flash_attn"]))
     if fa == "auto": fa = "on"   # both tools: auto = on for the CPU
     return (name(r), r["n_threads"], r["n_batch"], r["n_ubatch"], r["type_k"], r["type_v"], fa)
-def by_key(runs, extra):
-    """key (+ extra(row) for clex) -> {round: samples}"""
+def by_key(runs, key_of):
+    """key_of(row) -> {round: samples}"""
     out = {}
     for rnd, rows in runs.items():
         for r in rows:
-            out.setdefault(extra(r), {}).setdefault(rnd, []).extend(r["samples_ts"])
+            out.setdefault(key_of(r), {}).setdefault(rnd, []).extend(r["samples_ts"])
     return out
 llama_runs, clex_runs = load("llama"), load("clex")
 llama = by_key(llama_runs, key)
